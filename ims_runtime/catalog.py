@@ -1,0 +1,82 @@
+"""The model artefacts the project knows by name, how each is made, and how a spec's ``model`` entry resolves.
+
+A spec names a model either by catalogue name (``retinaface_mnet025_fp32``), by file name
+(``retinaface_mnet025_fp32.onnx``) searched on :func:`ims_runtime.paths.model_search_path`, or by a path
+(absolute, or relative to the spec file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ims_runtime import errors, paths
+
+
+@dataclass(frozen=True)
+class Artefact:
+    name: str
+    filename: str
+    description: str
+    #: command that builds it into the cache (None for weights committed in the project's models/)
+    build_command: tuple[str, ...] | None
+    #: inputs it is built from, relative to a folder of IMS_MODEL_PATH
+    inputs: tuple[str, ...] = ()
+
+
+CATALOG: dict[str, Artefact] = {}
+
+
+def add(artefact: Artefact) -> None:
+    CATALOG[artefact.name] = artefact
+
+
+add(Artefact(
+    name="retinaface_mnet025_fp32",
+    filename="retinaface_mnet025_fp32.onnx",
+    description="RetinaFace-MobileNet0.25 face detector, FP32, dynamic input size (exported from the official weights)",
+    build_command=("ims-opt", "export", "retinaface"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
+
+def lookup(ref: str) -> Artefact | None:
+    if ref in CATALOG:
+        return CATALOG[ref]
+    for artefact in CATALOG.values():
+        if artefact.filename == ref:
+            return artefact
+    return None
+
+
+def resolve(ref: str, spec_dir: Path | None = None) -> Path:
+    """Turn a spec's ``model`` value into an existing file, or raise ``MODEL_NOT_FOUND`` saying how to fix it."""
+    artefact = lookup(ref)
+    if artefact is None and ("/" in ref or ref.startswith("~")):
+        candidate = Path(ref).expanduser()
+        if not candidate.is_absolute() and spec_dir is not None:
+            candidate = spec_dir / candidate
+        if candidate.is_file():
+            return candidate
+        raise errors.IMSError(errors.MODEL_NOT_FOUND, f"model file {candidate} does not exist",
+                              "fix the spec's model path")
+    filename = artefact.filename if artefact else ref
+    found = paths.find_file(filename)
+    if found is not None:
+        return found
+    searched = ", ".join(str(p) for p in paths.model_search_path())
+    if artefact and artefact.build_command:
+        hint = f"build it with `{' '.join(artefact.build_command)}` (or `ims-runtime models build`)"
+    else:
+        hint = "put it on IMS_MODEL_PATH or fix the spec's model name"
+    raise errors.IMSError(errors.MODEL_NOT_FOUND, f"model {ref!r} not found in {searched}", hint)
+
+
+def check_sha256(path: Path, expected: str | None) -> str:
+    """Return the file's sha256; raise ``MODEL_SHA256_MISMATCH`` when the spec pins another one."""
+    actual = paths.sha256_file(path)
+    if expected and actual.lower() != expected.lower():
+        raise errors.IMSError(errors.MODEL_SHA256_MISMATCH,
+                              f"{path} has sha256 {actual[:16]}…, the spec pins {expected[:16]}…",
+                              "rebuild the artefact or update the spec's sha256 after checking the file")
+    return actual

@@ -1,0 +1,125 @@
+"""The deployment spec: a strict, frozen schema (unknown keys are errors), every field with a unit.
+
+One YAML file per target (``deploy/specs/*.yaml``). Stages not configured are ``null`` and the pipeline leaves
+their message fields absent. Later stages (face-state, fatigue) and the policy add their own section classes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ims_runtime.backends import config_union
+
+BackendSpec = config_union()
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SourceSpec(StrictModel):
+    """Where frames come from."""
+
+    kind: Literal["video", "images", "camera"] = Field(
+        "video", description="video file, folder of images (sorted by name), or camera device")
+    path: str | None = Field(None, description="video file or image folder; camera: device path such as /dev/video0")
+    device_index: int | None = Field(None, ge=0, description="camera: OpenCV device index instead of a path")
+    width_px: int | None = Field(None, gt=0, description="camera: requested capture width in pixels")
+    height_px: int | None = Field(None, gt=0, description="camera: requested capture height in pixels")
+    fps: float | None = Field(None, gt=0, le=240, description="frames per second; video: overrides the file's "
+                              "rate for timestamps; images: the rate timestamps assume (default 10)")
+    color: Literal["bgr", "grey"] = Field(
+        "bgr", description="grey imitates a monochrome NIR cabin camera (frames are converted on capture)")
+    loop: bool = Field(False, description="restart a video or image folder at its end (serve only)")
+    reconnect_backoff_s: tuple[float, float] = Field(
+        (0.5, 8.0), description="camera: first and maximum wait between reopen attempts, seconds")
+
+    @model_validator(mode="after")
+    def _camera_needs_a_device(self) -> SourceSpec:
+        if self.kind == "camera" and self.path is None and self.device_index is None:
+            raise ValueError("a camera source needs `path` (e.g. /dev/video0) or `device_index`")
+        return self
+
+
+class RegionSpec(StrictModel):
+    """A rectangle in normalised frame coordinates (0..1, origin top left)."""
+
+    x_min: float = Field(0.0, ge=0, le=1)
+    y_min: float = Field(0.0, ge=0, le=1)
+    x_max: float = Field(1.0, ge=0, le=1)
+    y_max: float = Field(1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegionSpec:
+        if self.x_max <= self.x_min or self.y_max <= self.y_min:
+            raise ValueError("need x_min < x_max and y_min < y_max")
+        return self
+
+
+class ModelStageSpec(StrictModel):
+    """Fields every model-running stage has."""
+
+    model: str = Field(description="catalogue name, file name on the model search path, or a path")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
+                               description="if set, the model file must have this sha256 (checked at load)")
+    precision: Literal["fp32", "fp16", "int8", "int8_mixed", "int16"] = Field(
+        "fp32", description="what the model file holds; reported in telemetry")
+    backends: Annotated[list[BackendSpec], Field(min_length=1)] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: [{"type": "ort_cpu"}],
+        description="ordered fallback list: the first backend that opens is used")
+
+
+class DetectorSpec(ModelStageSpec):
+    """RetinaFace face detector."""
+
+    model: str = "retinaface_mnet025_fp32"
+    input_size_px: tuple[int, int] = Field(
+        (640, 384), description="network input width, height in pixels (multiples of 32); frames are letterboxed")
+    score_threshold: float = Field(0.6, gt=0, lt=1, description="minimum face score (0..1)")
+    nms_iou_threshold: float = Field(0.4, gt=0, lt=1, description="IoU above which overlapping boxes are merged")
+    max_faces: int = Field(50, ge=1, le=1000, description="at most this many faces kept per frame")
+    min_face_height_px: float = Field(0.0, ge=0, description="driver choice ignores faces smaller than this "
+                                      "(frame pixels)")
+    driver_region: RegionSpec = Field(default_factory=RegionSpec,
+                                      description="the driver's face is the largest one whose centre is inside")
+    driver_switch_ratio: float = Field(
+        1.5, ge=1, description="keep the previous driver unless another face is this many times larger (area)")
+
+    @field_validator("input_size_px")
+    @classmethod
+    def _multiple_of_32(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if any(v <= 0 or v % 32 for v in value):
+            raise ValueError(f"input_size_px must be positive multiples of 32 (width, height), got {list(value)}")
+        return value
+
+
+class StagesSpec(StrictModel):
+    face_detector: DetectorSpec = Field(default_factory=DetectorSpec)
+
+
+class PublishSpec(StrictModel):
+    endpoint: str = Field("ipc:///tmp/ims-runtime.sock",
+                          description="one ZeroMQ PUB socket (ipc:// or tcp://) carrying driver_state and telemetry")
+    send_hwm_msgs: int = Field(64, ge=1, le=100000, description="send high-water mark (messages); beyond it "
+                               "messages are dropped and counted, never blocking the frame loop")
+    telemetry_interval_s: float = Field(1.0, gt=0, le=3600, description="seconds between telemetry messages")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _transport(cls, value: str) -> str:
+        if not (value.startswith("ipc://") or value.startswith("tcp://")):
+            raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
+        return value
+
+
+class Spec(StrictModel):
+    """A deployment spec (schema version 1)."""
+
+    schema_version: Literal[1] = Field(1, description="spec format version")
+    name: str = Field(description="short name shown in logs and telemetry")
+    description: str = ""
+    source: SourceSpec = Field(default_factory=SourceSpec)
+    stages: StagesSpec = Field(default_factory=StagesSpec)
+    publish: PublishSpec = Field(default_factory=PublishSpec)

@@ -1,0 +1,87 @@
+"""``ims-opt``: the offline optimisation toolchain (needs the ``toolchain`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ims_runtime import catalog, errors, paths
+
+
+def _require_input(relative: str) -> Path:
+    found = paths.find_file(relative)
+    if found is None:
+        searched = ", ".join(str(p) for p in paths.model_search_path())
+        raise errors.IMSError(errors.MODEL_NOT_FOUND, f"input {relative} not found in {searched}",
+                              "add the folder holding it (e.g. ../shared/models) to IMS_MODEL_PATH")
+    return found
+
+
+def cmd_export_retinaface(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.export import export_retinaface
+    from ims_runtime.toolchain.manifest import record
+
+    artefact = catalog.CATALOG["retinaface_mnet025_fp32"]
+    weights = Path(args.weights) if args.weights else _require_input(artefact.inputs[0])
+    size = tuple(args.input_size) if args.input_size else None
+    default_name = artefact.filename if size is None else f"retinaface_mnet025_fp32_{size[0]}x{size[1]}.onnx"
+    out = Path(args.out) if args.out else paths.cache_dir() / default_name
+    export_retinaface(weights, out, size)  # type: ignore[arg-type]
+    entry = record(out.parent / "manifest.json", out, recipe="ims-opt export retinaface",
+                   source=str(weights), precision="fp32", input_size_wh=list(size) if size else "dynamic")
+    print(f"wrote {out} ({entry['size_bytes']} B, sha256 {entry['sha256']})")
+    return 0
+
+
+BUILDERS = {"retinaface_mnet025_fp32": lambda: cmd_export_retinaface(
+    argparse.Namespace(weights=None, out=None, input_size=None))}
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the named catalogue artefacts (default: every buildable one that is missing)."""
+    names = args.names or [n for n, a in catalog.CATALOG.items() if a.build_command]
+    for name in names:
+        artefact = catalog.CATALOG.get(name)
+        if artefact is None or name not in BUILDERS:
+            raise errors.IMSError(errors.MODEL_BUILD_FAILED, f"no builder for {name!r}",
+                                  f"buildable: {', '.join(sorted(BUILDERS))}")
+        existing = paths.find_file(artefact.filename)
+        if existing is not None and not args.force:
+            print(f"{name}: up to date ({existing})")
+            continue
+        BUILDERS[name]()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ims-opt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    export = sub.add_parser("export", help="export a network to ONNX")
+    export_sub = export.add_subparsers(dest="model", required=True)
+    rf = export_sub.add_parser("retinaface", help="RetinaFace-MobileNet0.25 from the official weights")
+    rf.add_argument("--weights", help="mobilenet0.25_Final.pth (default: found on IMS_MODEL_PATH)")
+    rf.add_argument("--out", help="output .onnx (default: the cache directory)")
+    rf.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"),
+                    help="fixed input size in pixels (default: dynamic height/width)")
+    rf.set_defaults(func=cmd_export_retinaface)
+
+    build = sub.add_parser("build", help="build catalogue artefacts that are missing (idempotent)")
+    build.add_argument("names", nargs="*", help="catalogue names (default: all buildable)")
+    build.add_argument("--force", action="store_true", help="rebuild even if present")
+    build.set_defaults(func=cmd_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except errors.IMSError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return exc.code.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
