@@ -1,0 +1,1 @@
+"""One module per ``ims-runtime`` subcommand; each exposes ``register(subparsers)``."""
