@@ -54,6 +54,25 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.recipe import load_recipe
+    from ims_runtime.toolchain.runner import RecipeRun
+
+    recipe = load_recipe(Path(args.recipe))
+    summary = RecipeRun(recipe, Path(args.recipe)).run(only=args.only)
+    print(f"results: {paths.cache_dir() / 'opt' / recipe.name / 'results.json'} "
+          f"(skipped unchanged steps: {len(summary['skipped'])})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.report import write_report
+
+    out = write_report(Path(args.out), args.recipes)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ims-opt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("names", nargs="*", help="catalogue names (default: all buildable)")
     build.add_argument("--force", action="store_true", help="rebuild even if present")
     build.set_defaults(func=cmd_build)
+
+    run = sub.add_parser("run", help="build, evaluate and benchmark every variant of a recipe (skips unchanged steps)")
+    run.add_argument("recipe", help="deploy/recipes/<model>.yaml")
+    run.add_argument("--only", nargs="+", metavar="VARIANT", help="only these variants (plus fp32, the yardstick)")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="Markdown + PNG report from the recipes' latest results")
+    report.add_argument("recipes", nargs="*", help="recipe names (default: every one with results in the cache)")
+    report.add_argument("--out", default="reports/optimisation", help="output folder (default reports/optimisation)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -1,0 +1,83 @@
+"""Optimisation recipes (``deploy/recipes/*.yaml``): what to build from which model, for which target, measured how.
+
+A recipe names the float source, the calibration data, the held-apart evaluation data, the largest accepted
+accuracy drop and the variants to build. ``ims-opt run RECIPE`` (:mod:`ims_runtime.toolchain.runner`) builds
+every variant, skipping those whose inputs have not changed. Strict schema: a typo in a key is an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from ims_runtime import errors
+from ims_runtime.spec.schema import StrictModel
+
+
+class CalibrationSpec(StrictModel):
+    clips: list[str] = Field(description="clip file names under $IMS_SHARED_DIR/data/videos used to calibrate")
+    every_s: float = Field(0.5, gt=0, description="one frame every this many seconds of each clip")
+
+
+class EvaluationSpec(StrictModel):
+    wider: str | None = Field("widerface_val_subset", description="WIDER-style folder under $IMS_SHARED_DIR/data")
+    agreement_clips: list[str] = Field(description="held-apart clips for agreement with FP32 (never calibrated on)")
+    every_s: float = Field(0.5, gt=0, description="one frame every this many seconds of each agreement clip")
+    min_height_px: float = Field(16.0, ge=0, description="WIDER faces shorter than this (px) are ignored")
+    operating_threshold: float = Field(0.6, gt=0, lt=1, description="detector score threshold used for recall")
+
+
+class BenchmarkSpec(StrictModel):
+    runs: int = Field(200, ge=10, description="timed calls per variant (count)")
+    rounds: int = Field(10, ge=1, description="interleaved rounds the runs are split into (count)")
+    threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads (count)")
+
+
+class BaseSpec(StrictModel):
+    weights: str = Field(description="PyTorch weights, looked up on the model search path")
+    activation: Literal["leaky_relu", "relu"] = Field("leaky_relu", description="activation of the network")
+    distill_steps: int = Field(0, ge=0, description="if the weights are missing: self-distillation steps to make "
+                               "them from the official model (0 = they must exist)")
+
+
+class VariantSpec(StrictModel):
+    name: str = Field(description="variant name (file: <recipe>_<name>.onnx in the cache)")
+    kind: Literal["fp32", "fp16", "dynamic", "ptq", "mixed", "qnn"] = Field(
+        description="how it is made")
+    base: str = Field("official", description="which float base (key of `bases`) it starts from")
+    method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="calibration method")
+    keep_float: list[str] = Field(default_factory=list, description="ONNX node names kept in float")
+    activation_bits: Literal[8, 16] = Field(8, description="QNN activation bits")
+    weight_bits: Literal[4, 8] = Field(8, description="QNN weight bits")
+
+
+class Recipe(StrictModel):
+    name: str = Field(description="recipe name; prefixes every artefact")
+    model: Literal["retinaface"] = Field(description="network family")
+    target: Literal["ort_cpu", "qnn_htp", "tensorrt"] = Field("ort_cpu", description="deployment target")
+    input_size_px: tuple[int, int] = Field((640, 384), description="static network input width, height (px)")
+    max_accuracy_drop: float = Field(0.01, gt=0, lt=1, description="largest accepted absolute drop of AP and "
+                                     "recall (fraction, 0.01 = 1 percentage point) against FP32")
+    bases: dict[str, BaseSpec] = Field(description="float models the variants start from; `official` required")
+    calibration: CalibrationSpec
+    evaluation: EvaluationSpec
+    benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
+    variants: list[VariantSpec]
+    deploy: str | None = Field(None, description="variant recommended for deployment on the target")
+
+
+def load_recipe(path: Path) -> Recipe:
+    if not path.is_file():
+        raise errors.IMSError(errors.SPEC_NOT_FOUND, f"recipe {path} does not exist", "see deploy/recipes/")
+    try:
+        recipe = Recipe.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (ValidationError, yaml.YAMLError) as exc:
+        raise errors.IMSError(errors.SPEC_INVALID, f"{path}: {exc}", "fix the recipe") from exc
+    names = [v.name for v in recipe.variants]
+    if len(set(names)) != len(names) or "official" not in recipe.bases:
+        raise errors.IMSError(errors.SPEC_INVALID, f"{path}: variant names must be unique and `bases` must have "
+                              "`official`", "fix the recipe")
+    return recipe

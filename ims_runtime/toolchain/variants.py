@@ -1,0 +1,86 @@
+"""How each kind of variant is made from a recipe's float base (called by the runner, which handles skipping)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import onnx
+
+from ims_runtime import errors
+from ims_runtime.toolchain import quantize as q
+from ims_runtime.toolchain.manifest import atomic_write_bytes
+from ims_runtime.toolchain.onnx_stats import compact_names
+from ims_runtime.toolchain.recipe import VariantSpec
+
+if TYPE_CHECKING:
+    from ims_runtime.toolchain.runner import RecipeRun
+
+
+def _compact(path: Path) -> None:
+    atomic_write_bytes(path, compact_names(onnx.load(str(path))).SerializeToString())
+
+
+def build_variant(run: RecipeRun, variant: VariantSpec, out: Path) -> dict[str, Any]:
+    """Write ``out`` for ``variant``; return facts for the report (excluded layers, search log, ...)."""
+    meta = {"ims.recipe": run.recipe.name, "ims.variant": variant.name}
+    facts: dict[str, Any] = {}
+    kind = variant.kind
+    if kind == "fp32":
+        atomic_write_bytes(out, run.float_model(variant.base).read_bytes())
+    elif kind == "fp16":
+        q.convert_fp16(run.float_model(variant.base), out, meta)
+    elif kind == "dynamic":
+        q.quantize_dynamic_int8(run.preprocessed(variant.base), out, meta)
+    elif kind == "ptq":
+        q.quantize_static_qdq(run.preprocessed(variant.base), out, run.calibration_tensors, variant.method,
+                              nodes_to_exclude=variant.keep_float, metadata=meta)
+        facts["kept_float"] = variant.keep_float
+    elif kind == "mixed":
+        facts.update(_mixed(run, variant, out, meta))
+    elif kind == "qnn":
+        q.quantize_qnn(run.preprocessed(variant.base), out, run.calibration_tensors,
+                       activation_bits=variant.activation_bits, weight_bits=variant.weight_bits, metadata=meta)
+    else:  # pragma: no cover - the recipe schema lists the kinds
+        raise errors.IMSError(errors.SPEC_INVALID, f"unknown variant kind {kind!r}", "see recipe.py")
+    _compact(out)
+    return facts
+
+
+def _mixed(run: RecipeRun, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+    """Full INT8, rank Conv layers by quantisation SQNR, keep the fewest in float that meet the accuracy limit."""
+    from ims_runtime.toolchain.evaluate import wider_scores
+    from ims_runtime.toolchain.mixed_precision import conv_sensitivity, search
+    from ims_runtime.toolchain.runner import shared_dir
+
+    pre = run.preprocessed(variant.base)
+    reference = run.results.get("fp32")
+    if reference is None:
+        raise errors.IMSError(errors.SPEC_INVALID, "mixed precision needs the fp32 variant evaluated first",
+                              "keep the fp32 variant in the recipe")
+    ev = run.recipe.evaluation
+    with tempfile.TemporaryDirectory() as tmp:
+        full = q.quantize_static_qdq(pre, Path(tmp) / "full.onnx", run.calibration_tensors, variant.method,
+                                     nodes_to_exclude=variant.keep_float)
+        # sensitivity on a few calibration frames: it ranks layers, it does not measure accuracy
+        ranked = conv_sensitivity(pre, full, run.calibration_tensors[::8][:8])
+        trial = Path(tmp) / "trial.onnx"
+
+        def quantize(excluded: list[str]) -> Path:
+            return q.quantize_static_qdq(pre, trial, run.calibration_tensors, variant.method,
+                                         nodes_to_exclude=excluded, metadata=meta)
+
+        def accepts(model: Path) -> bool:
+            scores = {"wider": wider_scores(model, run.recipe.input_size_px, shared_dir() / "data" / ev.wider,
+                                            ev.min_height_px, ev.operating_threshold)}
+            ok = run.within_limit(scores, reference)
+            print(f"    trial: AP {scores['wider']['ap']:.4f} recall {scores['wider']['recall']:.4f} -> "
+                  f"{'within' if ok else 'outside'} the limit", flush=True)
+            return ok
+
+        model, excluded, trials = search([name for name, _ in ranked], quantize, accepts,
+                                         always_float=variant.keep_float)
+        atomic_write_bytes(out, model.read_bytes())
+    return {"kept_float": excluded, "sensitivity_sqnr_db": ranked[:10], "search": trials,
+            "selected_on": "WIDER subset (the same data the variant is then scored on)"}
