@@ -39,6 +39,16 @@ add(Artefact(
     inputs=("retinaface/mobilenet0.25_Final.pth",),
 ))
 
+add(Artefact(
+    name="retinaface_mnet025_int8",
+    filename="retinaface_mnet025_int8_640x384.onnx",
+    description="RetinaFace-MobileNet0.25, static QDQ INT8 (u8 activations, s8 per-channel weights) at 640x384, "
+                "calibrated on real footage, the most quantisation-sensitive layers kept in float "
+                "(deploy/recipes/detector.yaml, variant int8_deploy; docs/optimisation.md)",
+    build_command=("ims-opt", "build", "retinaface_mnet025_int8"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
 
 def lookup(ref: str) -> Artefact | None:
     if ref in CATALOG:

@@ -35,15 +35,17 @@ def shared(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def detector_model() -> Path:
-    """The FP32 RetinaFace ONNX, built once if missing."""
+    """The FP32 RetinaFace ONNX, built once if missing (with the INT8 one dev-cpu.yaml deploys)."""
     from ims_runtime import catalog, errors
 
     try:
+        catalog.resolve("retinaface_mnet025_int8")
         return catalog.resolve("retinaface_mnet025_fp32")
     except errors.IMSError:
         pass
     result = subprocess.run([sys.executable, "-m", "ims_runtime.toolchain.cli", "build",
-                             "retinaface_mnet025_fp32"], capture_output=True, text=True, check=False)
+                             "retinaface_mnet025_fp32", "retinaface_mnet025_int8"],
+                            capture_output=True, text=True, check=False)
     if result.returncode != 0:
         pytest.skip(f"cannot build the detector artefact (toolchain missing?): {result.stderr[-300:]}")
     return catalog.resolve("retinaface_mnet025_fp32")

@@ -34,8 +34,39 @@ def cmd_export_retinaface(args: argparse.Namespace) -> int:
     return 0
 
 
-BUILDERS = {"retinaface_mnet025_fp32": lambda: cmd_export_retinaface(
-    argparse.Namespace(weights=None, out=None, input_size=None))}
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "recipes"
+
+
+def build_recipe_variant(recipe_name: str, variant_name: str, catalogue_name: str) -> int:
+    """Build one variant of a recipe (no evaluation, no benchmark) and install it under its catalogue file name.
+
+    This is what ``ims-runtime models build`` / CI run for a deployed artefact: one export + one PTQ, minutes on
+    two cores. ``ims-opt run`` is what measures it.
+    """
+    from ims_runtime.toolchain.manifest import atomic_write_bytes, record
+    from ims_runtime.toolchain.recipe import load_recipe
+    from ims_runtime.toolchain.runner import RecipeRun
+
+    recipe_path = RECIPES_DIR / f"{recipe_name}.yaml"
+    recipe = load_recipe(recipe_path)
+    variant = next((v for v in recipe.variants if v.name == variant_name), None)
+    if variant is None:
+        raise errors.IMSError(errors.MODEL_BUILD_FAILED, f"recipe {recipe_path} has no variant {variant_name!r}",
+                              "fix the catalogue entry or the recipe")
+    model, facts = RecipeRun(recipe, recipe_path).build(variant)
+    out = paths.cache_dir() / catalog.CATALOG[catalogue_name].filename
+    atomic_write_bytes(out, model.read_bytes())
+    entry = record(paths.cache_dir() / "manifest.json", out, recipe=f"{recipe_path.name}:{variant_name}",
+                   built_from=model.name, facts=facts)
+    print(f"wrote {out} ({entry['size_bytes']} B, sha256 {entry['sha256']})")
+    return 0
+
+
+BUILDERS = {
+    "retinaface_mnet025_fp32": lambda: cmd_export_retinaface(
+        argparse.Namespace(weights=None, out=None, input_size=None)),
+    "retinaface_mnet025_int8": lambda: build_recipe_variant("detector", "int8_deploy", "retinaface_mnet025_int8"),
+}
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -73,6 +104,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.compile import build_qnn_context, build_tensorrt_plan
+
+    model = Path(args.model)
+    out = build_qnn_context(model, args.soc) if args.target == "qnn" else build_tensorrt_plan(model)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ims-opt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", help="deploy/recipes/<model>.yaml")
     run.add_argument("--only", nargs="+", metavar="VARIANT", help="only these variants (plus fp32, the yardstick)")
     run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compile", help="QNN HTP context binary or TensorRT plan from a QDQ model (cached by "
+                          "toolkit version and chip)")
+    comp.add_argument("target", choices=["qnn", "trt"])
+    comp.add_argument("model", help="QDQ .onnx (e.g. a qnn_* variant of ims-opt run)")
+    comp.add_argument("--soc", type=int, default=60, help="QNN SoC model id (default 60)")
+    comp.set_defaults(func=cmd_compile)
 
     report = sub.add_parser("report", help="Markdown + PNG report from the recipes' latest results")
     report.add_argument("recipes", nargs="*", help="recipe names (default: every one with results in the cache)")

@@ -70,7 +70,10 @@ def distillation_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Te
     t_loc, t_conf, t_lm = teacher
     t_face = t_conf[..., 1]
     s_face = s_conf[..., 1].clamp(1e-6, 1 - 1e-6)
-    cls = F.binary_cross_entropy(s_face, t_face)
+    per_anchor = F.binary_cross_entropy(s_face, t_face, reduction="none")
+    # mean over all anchors is dominated by easy background; the face-weighted term keeps the scores of real
+    # faces calibrated (recall at the operating threshold depends on them)
+    cls = per_anchor.mean() + (per_anchor * t_face).sum() / (t_face.sum() + 1.0)
     weight = (t_face + 0.01)[..., None]
     reg = (F.smooth_l1_loss(s_loc, t_loc, reduction="none", beta=0.1) * weight).sum() / weight.sum() / 4
     lm = (F.smooth_l1_loss(s_lm, t_lm, reduction="none", beta=0.1) * weight).sum() / weight.sum() / 10

@@ -47,19 +47,36 @@ def conv_sensitivity(float_model: Path, qdq_model: Path, tensors: np.ndarray) ->
 
 def search(ranked_nodes: list[str], quantize: Callable[[list[str]], Path], accepts: Callable[[Path], bool],
            always_float: list[str] | None = None, max_excluded: int = 32) -> tuple[Path, list[str], list[dict]]:
-    """Smallest prefix of ``ranked_nodes`` (tried sizes 0, 1, 2, 4, ...) whose exclusion makes ``accepts`` true.
+    """Smallest prefix of ``ranked_nodes`` whose exclusion makes ``accepts`` true.
 
-    Returns (model, excluded nodes, trial log). If no size up to ``max_excluded`` is accepted, the last trial is
-    returned and the log says so; the caller reports it rather than pretending.
+    Sizes 0, 1, 2, 4, ... are tried until one is accepted, then the gap to the last rejected size is bisected,
+    so the answer is the smallest accepted prefix (assuming more float layers never hurt). Returns (model,
+    excluded nodes, trial log). If no size up to ``max_excluded`` is accepted, the last trial is returned and the
+    log says so; the caller reports it rather than pretending.
     """
     base = list(always_float or [])
     trials: list[dict] = []
-    count = 0
-    while True:
-        excluded = base + [n for n in ranked_nodes[:count] if n not in base]
-        model = quantize(excluded)
-        ok = accepts(model)
+    limit = min(max_excluded, len(ranked_nodes))
+
+    def excluded_for(count: int) -> list[str]:
+        return base + [n for n in ranked_nodes[:count] if n not in base]
+
+    def trial(count: int) -> bool:
+        ok = accepts(quantize(excluded_for(count)))
         trials.append({"excluded_sensitive": count, "accepted": ok})
-        if ok or count >= min(max_excluded, len(ranked_nodes)):
-            return model, excluded, trials
-        count = 1 if count == 0 else min(count * 2, len(ranked_nodes))
+        return ok
+
+    rejected, count = -1, 0
+    while not trial(count):
+        rejected = count
+        if count >= limit:
+            return quantize(excluded_for(count)), excluded_for(count), trials
+        count = 1 if count == 0 else min(count * 2, limit)
+    accepted = count
+    while accepted - rejected > 1:
+        middle = (accepted + rejected) // 2
+        if trial(middle):
+            accepted = middle
+        else:
+            rejected = middle
+    return quantize(excluded_for(accepted)), excluded_for(accepted), trials

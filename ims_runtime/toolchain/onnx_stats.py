@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:

@@ -61,10 +61,18 @@ def _finish(out: Path, metadata: dict[str, object]) -> Path:
 
 def quantize_static_qdq(model: Path, out: Path, tensors: np.ndarray, method: CalibrationName = "minmax", *,
                         per_channel: bool = True, nodes_to_exclude: list[str] | None = None,
-                        percentile: float = 99.999, metadata: dict[str, object] | None = None) -> Path:
-    """Static QDQ INT8 of ``model`` (already pre-processed) calibrated on ``tensors`` (N, ...) → ``out``."""
+                        nodes_16bit: list[str] | None = None, float_bias: bool = False, percentile: float = 99.999,
+                        metadata: dict[str, object] | None = None) -> Path:
+    """Static QDQ INT8 of ``model`` (already pre-processed) calibrated on ``tensors`` (N, ...) → ``out``.
+
+    ``nodes_16bit``: nodes whose input and output activations are quantised to uint16 instead of uint8 while
+    their weights stay int8 (W8A16) — the higher precision that costs no file size (see mixed_precision.py).
+    """
     reader = TensorCalibrationReader(_input_name(model), tensors)
-    extra: dict[str, object] = {}
+    extra: dict[str, object] = {"QuantizeBias": not float_bias}
+    if nodes_16bit:
+        extra["TensorQuantOverrides"] = {name: [{"quant_type": QuantType.QUInt16}]
+                                         for name in activation_tensors(model, nodes_16bit)}
     if method == "percentile":
         extra["CalibPercentile"] = percentile
     if method in ("entropy", "percentile"):
@@ -78,6 +86,20 @@ def quantize_static_qdq(model: Path, out: Path, tensors: np.ndarray, method: Cal
         atomic_write_bytes(out, staging.read_bytes())
     return _finish(out, {"ims.precision": "int8", "ims.quantization": f"static QDQ u8/s8 per-channel {method}",
                          **(metadata or {})})
+
+
+def activation_tensors(model: Path, node_names: list[str]) -> list[str]:
+    """The activation (non-initializer) input and the output tensors of the named nodes, in graph order."""
+    proto = onnx.load(str(model), load_external_data=False)
+    inits = {i.name for i in proto.graph.initializer}
+    wanted = set(node_names)
+    names: list[str] = []
+    for node in proto.graph.node:
+        if node.name in wanted:
+            for tensor in (node.input[0], node.output[0]):
+                if tensor not in inits and tensor not in names:
+                    names.append(tensor)
+    return names
 
 
 def quantize_qnn(model: Path, out: Path, tensors: np.ndarray, *, activation_bits: int = 8, weight_bits: int = 8,

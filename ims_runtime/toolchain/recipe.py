@@ -50,6 +50,8 @@ class VariantSpec(StrictModel):
     base: str = Field("official", description="which float base (key of `bases`) it starts from")
     method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="calibration method")
     keep_float: list[str] = Field(default_factory=list, description="ONNX node names kept in float")
+    float_bias: bool = Field(False, description="keep Conv biases float32 instead of int32 with per-channel scale "
+                             "and zero point (4 instead of 12 bytes per channel; ORT CPU still fuses QLinearConv)")
     activation_bits: Literal[8, 16] = Field(8, description="QNN activation bits")
     weight_bits: Literal[4, 8] = Field(8, description="QNN weight bits")
 

@@ -188,9 +188,11 @@ class RecipeRun:
             model, facts = self.build(variant)
             scores = self.evaluate(variant, model)
             models[variant.name] = model
+            stats = model_stats(model)
+            if not stats["macs"]:  # 16-bit Q/DQ (com.microsoft domain) stops ONNX shape inference: same network
+                stats["macs"] = model_stats(self.float_model(variant.base))["macs"]
             self.results[variant.name] = {"kind": variant.kind, "base": variant.base, "file": model.name,
-                                          "sha256": paths.sha256_file(model), "facts": facts, **scores,
-                                          **model_stats(model)}
+                                          "sha256": paths.sha256_file(model), "facts": facts, **scores, **stats}
             w = scores.get("wider", {})
             say(f"    AP {w.get('ap', float('nan')):.4f} recall {w.get('recall', float('nan')):.4f} "
                 f"found {scores['agreement']['found_share']:.3f} of FP32 faces, "
@@ -242,5 +244,5 @@ def _print_table(results: dict[str, dict[str, Any]]) -> None:
         f"{'within':>6s}")
     for name, r in results.items():
         say(f"{name:22s} {r['size_bytes'] / 1024:8.0f} {r['latency']['p50_ms']:7.2f} {r['speedup_p50']:6.2f} "
-            f"{r['wider']['ap']:7.4f} {r['ap_delta']:+7.4f} {r['wider']['recall']:7.4f} {str(r['within_limit']):>6s}")
+            f"{r['wider']['ap']:7.4f} {r['ap_delta']:+7.4f} {r['wider']['recall']:7.4f} {r['within_limit']!s:>6s}")
 

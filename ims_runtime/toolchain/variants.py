@@ -35,7 +35,7 @@ def build_variant(run: RecipeRun, variant: VariantSpec, out: Path) -> dict[str, 
         q.quantize_dynamic_int8(run.preprocessed(variant.base), out, meta)
     elif kind == "ptq":
         q.quantize_static_qdq(run.preprocessed(variant.base), out, run.calibration_tensors, variant.method,
-                              nodes_to_exclude=variant.keep_float, metadata=meta)
+                              nodes_to_exclude=variant.keep_float, float_bias=variant.float_bias, metadata=meta)
         facts["kept_float"] = variant.keep_float
     elif kind == "mixed":
         facts.update(_mixed(run, variant, out, meta))
@@ -62,14 +62,15 @@ def _mixed(run: RecipeRun, variant: VariantSpec, out: Path, meta: dict[str, obje
     ev = run.recipe.evaluation
     with tempfile.TemporaryDirectory() as tmp:
         full = q.quantize_static_qdq(pre, Path(tmp) / "full.onnx", run.calibration_tensors, variant.method,
-                                     nodes_to_exclude=variant.keep_float)
+                                     nodes_to_exclude=variant.keep_float, float_bias=variant.float_bias)
         # sensitivity on a few calibration frames: it ranks layers, it does not measure accuracy
         ranked = conv_sensitivity(pre, full, run.calibration_tensors[::8][:8])
         trial = Path(tmp) / "trial.onnx"
 
         def quantize(excluded: list[str]) -> Path:
             return q.quantize_static_qdq(pre, trial, run.calibration_tensors, variant.method,
-                                         nodes_to_exclude=excluded, metadata=meta)
+                                         nodes_to_exclude=excluded, float_bias=variant.float_bias,
+                                         metadata=meta)
 
         def accepts(model: Path) -> bool:
             scores = {"wider": wider_scores(model, run.recipe.input_size_px, shared_dir() / "data" / ev.wider,
