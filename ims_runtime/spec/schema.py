@@ -99,12 +99,31 @@ class StagesSpec(StrictModel):
     face_detector: DetectorSpec = Field(default_factory=DetectorSpec)
 
 
+#: tcp:// hosts that only this machine can reach (no CURVE needed)
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+
+
+class CurveSpec(StrictModel):
+    """ZeroMQ CURVE encryption and client authentication (required for ``tcp://`` beyond loopback).
+
+    Key files are ZeroMQ certificates as ``zmq.auth.create_certificates`` (or ``ims-runtime keys``) writes them;
+    the secret key file must not be readable by group or others, or the service refuses to start.
+    """
+
+    server_secret_key_file: str = Field(description="the service's certificate with its secret key "
+                                        "(``*.key_secret``, mode 0600)")
+    authorized_clients_dir: str = Field(description="folder of the public certificates (``*.key``) of the "
+                                        "subscribers allowed to connect; any other client receives nothing")
+
+
 class PublishSpec(StrictModel):
     endpoint: str = Field("ipc:///tmp/ims-runtime.sock",
                           description="one ZeroMQ PUB socket (ipc:// or tcp://) carrying driver_state and telemetry")
     send_hwm_msgs: int = Field(64, ge=1, le=100000, description="send high-water mark (messages); beyond it "
                                "messages are dropped and counted, never blocking the frame loop")
     telemetry_interval_s: float = Field(1.0, gt=0, le=3600, description="seconds between telemetry messages")
+    curve: CurveSpec | None = Field(None, description="CURVE encryption + authentication; required for tcp:// "
+                                    "endpoints other than loopback (127.0.0.1, [::1], localhost)")
 
     @field_validator("endpoint")
     @classmethod
@@ -112,6 +131,37 @@ class PublishSpec(StrictModel):
         if not (value.startswith(("ipc://", "tcp://"))):
             raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _tcp_needs_curve(self) -> PublishSpec:
+        host = self.endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
+        if self.endpoint.startswith("tcp://") and self.curve is None and host not in LOOPBACK_HOSTS:
+            raise ValueError(f"{self.endpoint} is reachable from other machines: configure publish.curve "
+                             "(server key + authorized client keys) or bind to 127.0.0.1")
+        return self
+
+
+class BudgetSpec(StrictModel):
+    """Resource budget checked continuously at each telemetry tick; violations are published and logged.
+
+    The article's deployment example: ``latency_ms_max: 20, fps_min: 50, power_w_max: 1.5, rss_mb_max: 200``.
+    A limit left null is not checked.
+    """
+
+    latency_ms_max: float | None = Field(None, gt=0, description="per-frame total pipeline latency, ms, "
+                                         "checked on the p95 of the telemetry window")
+    fps_min: float | None = Field(None, gt=0, description="output frames per second over the telemetry interval")
+    power_w_max: float | None = Field(None, gt=0, description="measured power in watts (skipped when no probe)")
+    rss_mb_max: float | None = Field(None, gt=0, description="resident memory of the process, MiB")
+
+
+class ServiceSpec(StrictModel):
+    """How ``serve`` schedules frames."""
+
+    queue_frames: int = Field(1, ge=1, le=64, description="frames buffered between capture and processing; when "
+                              "processing is slower than the camera the oldest is dropped (newest wins)")
+    max_fps: float | None = Field(None, gt=0, le=240, description="process at most this many frames per second "
+                                  "(frames in between are dropped and counted); null = as fast as frames come")
 
 
 class Spec(StrictModel):
@@ -123,3 +173,5 @@ class Spec(StrictModel):
     source: SourceSpec = Field(default_factory=SourceSpec)
     stages: StagesSpec = Field(default_factory=StagesSpec)
     publish: PublishSpec = Field(default_factory=PublishSpec)
+    budget: BudgetSpec | None = Field(None, description="resource budget checked continuously (null: none)")
+    service: ServiceSpec = Field(default_factory=ServiceSpec, description="frame scheduling in serve")
