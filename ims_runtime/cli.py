@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "ims_runtime.commands.replay",
     "ims_runtime.commands.serve",
     "ims_runtime.commands.listen",
+    "ims_runtime.commands.keys",
     "ims_runtime.commands.eval_detector",
 ]
 
