@@ -27,7 +27,7 @@ WATCHDOG_PERIOD_S = 1.0
 
 
 def unit_seconds(key: str) -> float:
-    return float(re.search(rf"^{key}=(\d+)s$", UNIT.read_text(), re.M).group(1))
+    return float(re.search(rf"^{key}=(\d+)s$", UNIT.read_text(), re.MULTILINE).group(1))
 
 
 class NotifySocket:
