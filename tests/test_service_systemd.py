@@ -124,7 +124,8 @@ def telemetry_where(sub, predicate, timeout_s):
 def test_ready_watchdog_status_stopping_under_a_real_notify_socket(dev_spec_path, detector_model, clip,
                                                                    notify, endpoint):
     started = time.monotonic()
-    proc = serve(dev_spec_path, endpoint, notify, source=clip)
+    # a budget no process can meet (1 MiB RSS): the violation must reach STATUS= and the log
+    proc = serve(dev_spec_path, endpoint, notify, "--set", "budget.rss_mb_max=1", source=clip)
     try:
         ready = notify.wait_for("READY=1", unit_seconds("TimeoutStartSec"))
         assert ready is not None, f"no READY=1 within TimeoutStartSec: {stop(proc)[-2000:]}"
@@ -136,11 +137,13 @@ def test_ready_watchdog_status_stopping_under_a_real_notify_socket(dev_spec_path
             assert sum(lo <= t < lo + WATCHDOG_PERIOD_S for t in pings) >= 2, pings
         statuses = [line for _, line in notify.received if line.startswith("STATUS=")]
         assert any("fps out/in" in line and "running" in line for line in statuses), statuses
+        assert any("BUDGET: rss_mb" in line for line in statuses), statuses
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
         assert time.monotonic() - sent < 2.0
         assert notify.wait_for("STOPPING=1", 1.0, after=sent) is not None
+        assert proc.stderr.read().count("budget_violated.rss_mb") == 1  # rate-limited: once per 30 s
     finally:
         stop(proc)
 
