@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "ims_runtime.commands.serve",
     "ims_runtime.commands.listen",
     "ims_runtime.commands.eval_detector",
+    "ims_runtime.commands.bench",
 ]
 
 EPILOG = """\
