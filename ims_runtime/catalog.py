@@ -48,6 +48,14 @@ add(Artefact(
     inputs=("retinaface/mobilenet0.25_Final.pth",),
 ))
 
+add(Artefact(
+    name="retinaface_mnet025_fp32_640x384",
+    filename="retinaface_mnet025_fp32_640x384.onnx",
+    description="RetinaFace-MobileNet0.25, FP32, static 640x384 input (for TensorRT, which builds FP16 from it)",
+    build_command=("ims-opt", "export", "retinaface", "--input-size", "640", "384"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
 
 def lookup(ref: str) -> Artefact | None:
     if ref in CATALOG:

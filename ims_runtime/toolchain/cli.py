@@ -64,6 +64,8 @@ def cmd_quantize_qnn_retinaface(args: argparse.Namespace) -> int:
 BUILDERS = {
     "retinaface_mnet025_fp32": lambda: cmd_export_retinaface(
         argparse.Namespace(weights=None, out=None, input_size=None)),
+    "retinaface_mnet025_fp32_640x384": lambda: cmd_export_retinaface(
+        argparse.Namespace(weights=None, out=None, input_size=(640, 384))),
     "retinaface_mnet025_int8_qnn_320x192": lambda: cmd_quantize_qnn_retinaface(
         argparse.Namespace(input_size=(320, 192), videos=None, out=None, frames_per_video=6)),
 }
