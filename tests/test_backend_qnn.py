@@ -13,20 +13,19 @@ same size as the CPU INT8 model's own. What must agree is the detection result:
 
 from __future__ import annotations
 
-import os
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SPECS, cli, shared
 
 from ims_runtime import errors
 from ims_runtime.backends import open_chain
 from ims_runtime.backends.ort_cpu import OrtCpuBackend, OrtCpuConfig
 from ims_runtime.backends.qnn import CPU_EP, EP_NAME, QnnBackend, QnnConfig
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("IMS_SHARED_DIR") or REPO.parent / "shared")
 INPUT_WH = (320, 192)
 #: held-apart frames (clip, frame index): not used for calibration
 TEST_FRAMES = (("video02.mp4", 10), ("video02.mp4", 130), ("video04.mp4", 10), ("video04.mp4", 90))
@@ -88,7 +87,7 @@ def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("qnn_model")
     float_path = export_retinaface(weights, folder / "rf_fp32.onnx", INPUT_WH)
-    feeds = retinaface_feeds([SHARED / "data" / "videos" / c for c in CALIBRATION_CLIPS], INPUT_WH)
+    feeds = retinaface_feeds([shared("data", "videos", c) for c in CALIBRATION_CLIPS], INPUT_WH)
     return quantize_for_qnn(float_path, folder / "retinaface_mnet025_int8_qnn_320x192.onnx", feeds)
 
 
@@ -103,7 +102,7 @@ def _frames() -> list[np.ndarray]:
 
     frames = []
     for clip, index in TEST_FRAMES:
-        capture = cv2.VideoCapture(str(SHARED / "data" / "videos" / clip))
+        capture = cv2.VideoCapture(str(shared("data", "videos", clip)))
         capture.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, frame = capture.read()
         capture.release()
@@ -203,3 +202,32 @@ def test_model_htp_cannot_place_is_refused_and_the_chain_falls_back(tmp_path: Pa
     assert mixed.placement.nodes_by_device == {EP_NAME: 1, CPU_EP: 1}
     x = np.linspace(-2, 2, 8, dtype=np.float32)[None]
     np.testing.assert_allclose(mixed.run({"x": x})[0], opened.backend.run({"x": x})[0], atol=2e-3)
+
+
+@needs_qnn
+@pytest.mark.qnn
+@pytest.mark.slow
+def test_replay_with_the_qcs8255_spec_runs_on_htp_and_matches_the_cpu_int8_run(int8_model: Path,
+                                                                              tmp_path: Path) -> None:
+    """The issue's acceptance run, shortened to 3 frames: `replay --spec deploy/specs/qcs8255-qnn.yaml CLIP`."""
+    clip = shared("data", "videos", "video02.mp4")
+    env = {"IMS_CACHE_DIR": str(tmp_path / "cache")}
+    common = ["--spec", str(SPECS / "qcs8255-qnn.yaml"), str(clip), "--max-frames", "3",
+              "--set", f"stages.face_detector.model={int8_model}"]
+    htp = cli("replay", *common, "--out", str(tmp_path / "htp.jsonl"), env=env)
+    assert htp.returncode == 0, htp.stderr[-2000:]
+    # replay logs at warning level: a qnn_htp that did not open would log backend_fallback, a mixed session
+    # qnn_partial_placement. Neither, with disable_cpu_ep_fallback on, means every node ran on HTP.
+    assert "backend_fallback" not in htp.stderr and "qnn_partial_placement" not in htp.stderr
+    cpu = cli("replay", *common, "--set", 'stages.face_detector.backends=[{"type": "ort_cpu"}]',
+              "--out", str(tmp_path / "cpu.jsonl"), env=env)
+    assert cpu.returncode == 0, cpu.stderr[-2000:]
+    from ims_runtime.stages._retinaface_decode import iou_xyxy
+
+    lines = [[json.loads(line)["face"] for line in (tmp_path / f"{n}.jsonl").read_text().splitlines()]
+             for n in ("htp", "cpu")]
+    assert len(lines[0]) == len(lines[1]) == 3
+    for on_htp, on_cpu in zip(*lines):
+        assert on_htp["present"] and on_cpu["present"]
+        assert abs(on_htp["score"] - on_cpu["score"]) <= 0.1
+        assert iou_xyxy(np.array([on_htp["box_xyxy_px"]]), np.array([on_cpu["box_xyxy_px"]]))[0, 0] >= 0.8

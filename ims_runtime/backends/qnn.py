@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 
 from ims_runtime import errors, paths
 from ims_runtime.backends import _cache
+from ims_runtime.backends._vendor import import_sdk
 from ims_runtime.backends.base import Backend, BackendConfigBase, Placement, TensorInfo
 from ims_runtime.backends.ort_cpu import describe_io
 from ims_runtime.backends.registry import BackendEntry, register
@@ -83,13 +84,7 @@ class QnnConfig(BackendConfigBase):
 
 def _qnn_module() -> object:
     """Import ``onnxruntime_qnn`` or raise BACKEND_UNAVAILABLE with the install hint."""
-    try:
-        import onnxruntime_qnn
-    except ImportError as exc:
-        raise errors.IMSError(errors.BACKEND_UNAVAILABLE,
-                              f"backend qnn_htp selected but onnxruntime-qnn is not installed ({exc})",
-                              _INSTALL_HINT) from exc
-    return onnxruntime_qnn
+    return import_sdk("onnxruntime_qnn", "qnn_htp", "onnxruntime-qnn", _INSTALL_HINT)
 
 
 def sdk_version() -> str:

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from ims_runtime import errors, paths
 from ims_runtime.backends import _cache
+from ims_runtime.backends._vendor import import_sdk
 from ims_runtime.backends.base import Backend, BackendConfigBase, TensorInfo
 from ims_runtime.backends.registry import BackendEntry, register
 
@@ -57,13 +58,7 @@ class TensorRtConfig(BackendConfigBase):
 
 
 def _import_tensorrt() -> object:
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise errors.IMSError(errors.BACKEND_UNAVAILABLE,
-                              f"backend tensorrt selected but the tensorrt Python package is not installed ({exc})",
-                              _INSTALL_HINT) from exc
-    return trt
+    return import_sdk("tensorrt", "tensorrt", "the tensorrt Python package", _INSTALL_HINT)
 
 
 def _import_cudart() -> object:

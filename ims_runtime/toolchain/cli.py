@@ -38,7 +38,12 @@ def cmd_quantize_qnn_retinaface(args: argparse.Namespace) -> int:
     """Static-shape RetinaFace → INT8 QDQ for QNN HTP, calibrated on real frames (see toolchain/quantize_qnn.py)."""
     from ims_runtime.toolchain.export import export_retinaface
     from ims_runtime.toolchain.manifest import record
-    from ims_runtime.toolchain.quantize_qnn import CALIBRATION_CLIPS, quantize_for_qnn, retinaface_feeds, shared_dir
+    from ims_runtime.toolchain.quantize_qnn import (
+        CALIBRATION_CLIPS,
+        quantize_for_qnn,
+        retinaface_feeds,
+        shared_dir,
+    )
 
     size = tuple(args.input_size)
     weights = _require_input(catalog.CATALOG["retinaface_mnet025_fp32"].inputs[0])
