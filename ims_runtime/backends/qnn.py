@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 from ims_runtime import errors, paths
 from ims_runtime.backends import _cache
 from ims_runtime.backends._vendor import import_sdk
-from ims_runtime.backends.base import Backend, BackendConfigBase, Placement, TensorInfo
+from ims_runtime.backends.base import Backend, BackendConfigBase, Placement
 from ims_runtime.backends.ort_cpu import describe_io
 from ims_runtime.backends.registry import BackendEntry, register
 
@@ -273,18 +273,6 @@ class QnnBackend(Backend):
         return session, placed
 
     # -- Backend interface -----------------------------------------------------------------------------------
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self._outputs
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return self._metadata
 
     @property
     def placement(self) -> Placement:

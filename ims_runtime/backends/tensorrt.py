@@ -208,14 +208,6 @@ class TensorRtBackend(Backend):
         log.info("tensorrt_loaded", model=model_path.name, engine=self.engine_status, precision=config.precision,
                  tensorrt=self.trt_version, **self.gpu)
 
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self._outputs
-
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         cudart = self._cudart
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice  # type: ignore[attr-defined]

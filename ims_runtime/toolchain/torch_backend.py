@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ims_runtime.backends.base import Backend, BackendConfigBase, TensorInfo
+from ims_runtime.backends.base import Backend, BackendConfigBase
 
 
 class TorchEagerBackend(Backend):
@@ -23,14 +23,6 @@ class TorchEagerBackend(Backend):
         torch.set_num_threads(threads)
         self.module = module.eval()
         self._inputs, self._outputs = like.inputs, like.outputs
-
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self._outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.inference_mode():
