@@ -14,6 +14,7 @@ from ims_runtime import __version__, errors
 #: subcommand modules, in the order ``--help`` lists them
 COMMAND_MODULES = [
     "ims_runtime.commands.validate",
+    "ims_runtime.commands.policy_replay",
     # "ims_runtime.commands.models",
     # "ims_runtime.commands.replay",
     # "ims_runtime.commands.serve",
