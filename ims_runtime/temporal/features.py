@@ -62,6 +62,10 @@ class TemporalFeatures:
         s = self.settings
         self.eye_ring = TimeBinRing(s.window_s, s.bin_s, channels=len(EYE_CHANNELS))
         self.road_ring = TimeBinRing(s.window_s, s.bin_s, channels=1)
+        #: measured seconds and closed seconds per bin (sample-and-hold between samples ≤ max_gap_s apart), so
+        #: coverage and PERCLOS are shares of *time* whatever the frame rate
+        self.eye_time_ring = TimeBinRing(s.window_s, s.bin_s, channels=2)
+        self._last_closed = False
         self._window_ns = int(s.window_s * 1e9)
         self._max_gap_ns = int(s.max_gap_s * 1e9)
         #: (end_t_ns, duration_s) of every closure that ended inside the window
@@ -100,6 +104,10 @@ class TemporalFeatures:
         if eye_openness is not None:
             closed = eye_openness < s.closed_below
             self.eye_ring.add(t_ns, (eye_openness, 1.0 if closed else 0.0))
+            if not self._gap(self._last_eye_t_ns, t_ns):
+                dt_s = (t_ns - self._last_eye_t_ns) / 1e9  # type: ignore[operator]
+                self.eye_time_ring.add(t_ns, (dt_s, dt_s if self._last_closed else 0.0))
+            self._last_closed = closed
             self._track_closure(t_ns, closed)
             self._last_eye_t_ns = t_ns
         if off_road is not None:
@@ -174,16 +182,15 @@ class TemporalFeatures:
     def features(self, t_ns: int, eyes_measured: bool = False) -> FatigueFeatures:
         s = self.settings
         self._prune(t_ns)
-        eyes, eye_valid = self.eye_ring.window(t_ns)
-        coverage_s = float(eye_valid.sum()) * s.bin_s
+        coverage_s, closed_s_total = (float(v) for v in self.eye_time_ring.window_sums(t_ns))
         enough = coverage_s >= max(s.min_coverage_s, s.bin_s)
-        perclos = float(eyes[eye_valid, 1].mean()) if enough else None
+        perclos = closed_s_total / coverage_s if enough else None
         blinks_s = np.array([d for _, d in self._closures if d < s.microsleep_min_s])
         microsleeps = sum(1 for _, d in self._closures if d >= s.microsleep_min_s)
         rate = len(self._closures) / (coverage_s / 60.0) if enough else None
         mean_ms = float(blinks_s.mean() * 1000) if enough and blinks_s.size else None
         p95_ms = float(np.percentile(blinks_s, 95) * 1000) if enough and blinks_s.size else None
-        road, road_valid = self.road_ring.window(t_ns)
+        road, road_valid = self.road_ring.window(t_ns)  # share of samples: fine for a share of time
         off_share = float(road[road_valid, 0].mean()) if road_valid.any() else None
         closed_s = 0.0
         if self._closure_start_ns is not None and self._last_eye_t_ns == t_ns:

@@ -42,13 +42,21 @@ class TimeBinRing:
     def window(self, end_t_ns: int) -> tuple[np.ndarray, np.ndarray]:
         """Bins covering ``(end_t_ns - window, end_t_ns]``: means ``(n_bins, channels)`` float32 (0 where empty)
         and ``valid`` ``(n_bins,)`` bool, oldest first."""
+        sums, counts, valid = self._window(end_t_ns)
+        means = np.where(valid[:, None], sums / np.maximum(counts, 1)[:, None], 0.0)
+        return means.astype(np.float32), valid
+
+    def window_sums(self, end_t_ns: int) -> np.ndarray:
+        """Per-channel totals over the window, ``(channels,)`` float64 (for durations accumulated per bin)."""
+        sums, _, valid = self._window(end_t_ns)
+        return sums[valid].sum(axis=0)
+
+    def _window(self, end_t_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         last = end_t_ns // self.bin_ns
         wanted = np.arange(last - self.n_bins + 1, last + 1, dtype=np.int64)
         slots = wanted % self.n_bins
         valid = (self._bin_id[slots] == wanted) & (self._counts[slots] > 0)
-        counts = np.where(valid, self._counts[slots], 1)[:, None]
-        means = np.where(valid[:, None], self._sums[slots] / counts, 0.0)
-        return means.astype(np.float32), valid
+        return self._sums[slots], self._counts[slots], valid
 
     def clear(self) -> None:
         self._bin_id[:] = -1
