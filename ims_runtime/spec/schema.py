@@ -148,7 +148,7 @@ class PublishSpec(StrictModel):
     @field_validator("endpoint")
     @classmethod
     def _transport(cls, value: str) -> str:
-        if not (value.startswith("ipc://") or value.startswith("tcp://")):
+        if not (value.startswith(("ipc://", "tcp://"))):
             raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
         return value
 
