@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from ims_runtime.spec.schema import FatigueStageSpec  # noqa: E402
-from ims_runtime.stages.fatigue import FatigueClassifier  # noqa: E402
-from ims_runtime.toolchain.cli import main as ims_opt  # noqa: E402
-from ims_runtime.toolchain.fatigue.generator import GeneratorConfig, generate  # noqa: E402
+from ims_runtime.spec.schema import FatigueStageSpec
+from ims_runtime.stages.fatigue import FatigueClassifier
+from ims_runtime.toolchain.cli import main as ims_opt
+from ims_runtime.toolchain.fatigue.generator import GeneratorConfig, generate
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ims_runtime import errors
+from ims_runtime.commands._common import load
 from ims_runtime.monitor import DriverMonitor
 from ims_runtime.policy.speed import ConstantSpeed, SpeedSeries
-from ims_runtime.spec import SpecError, load_spec
 from ims_runtime.spec.schema import FatigueStageSpec, PolicySpec, Spec
 from ims_runtime.temporal.signals import FrameSignals
 
@@ -82,14 +82,8 @@ def replay(signals: Path, out: TextIO, spec: Spec, spec_dir: Path | None = None,
 
 def run(args: argparse.Namespace) -> int:
     if args.spec:
-        try:
-            loaded = load_spec(args.spec, args.set)
-        except SpecError as exc:
-            print(f"{exc.file}: {len(exc.problems)} problem(s) [{exc.code.code}]", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
-            return exc.code.exit_code
-        spec, spec_dir = loaded.spec, Path(args.spec).resolve().parent
+        loaded = load(args)  # a SpecError is an IMSError: one line naming the problems, exit 2
+        spec, spec_dir = loaded.spec, loaded.path.resolve().parent
     else:
         if args.set:
             raise errors.IMSError(errors.SPEC_INVALID, "--set needs --spec")

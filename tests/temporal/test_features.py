@@ -49,8 +49,8 @@ def test_closures_of_500ms_and_more_are_microsleeps_not_blinks():
 
 def test_face_lost_gaps_are_not_filled_and_a_closure_spanning_a_gap_is_dropped():
     # eyes closed from 10 s; the face is lost 10.2–15 s; then eyes open again
-    openness = lambda t: 0.05 if 10 <= t < 15.5 else 0.9  # noqa: E731
-    face = lambda t: not (10.2 <= t < 15)  # noqa: E731
+    openness = lambda t: 0.05 if 10 <= t < 15.5 else 0.9
+    face = lambda t: not (10.2 <= t < 15)
     f = drive(TemporalFeatures(FatigueWindowSpec(min_coverage_s=10)), 40, 30, openness=openness, face=face)
     assert f.eye_coverage_s == pytest.approx(40 - 4.8, abs=0.15)
     assert f.microsleeps == 1  # only the 15.0–15.5 closure after the gap, not a 5.5 s invented one
@@ -70,7 +70,7 @@ def test_current_closure_duration_grows_while_the_eyes_stay_closed():
 
 
 def test_yawns_need_the_mouth_open_for_2s():
-    mouth = lambda t: 0.8 if (5 <= t < 8) or (20 <= t < 21) else 0.1  # noqa: E731
+    mouth = lambda t: 0.8 if (5 <= t < 8) or (20 <= t < 21) else 0.1
     f = drive(TemporalFeatures(), 30, 30, openness=lambda t: 0.9, mouth=mouth)
     assert f.yawns == 1
 
