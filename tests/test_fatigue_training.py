@@ -27,6 +27,7 @@ def _recipe(tmp_path: Path, **extra) -> Path:
     return recipe
 
 
+@pytest.mark.slow
 def test_small_recipe_trains_exports_and_records(tmp_path):
     recipe = _recipe(tmp_path)
     assert ims_opt(["train", "fatigue", "--recipe", str(recipe)]) == 0
