@@ -57,6 +57,15 @@ add(Artefact(
 ))
 
 
+add(Artefact(
+    name="fatigue_tcn",
+    filename="fatigue_tcn.onnx",
+    description="temporal fatigue classifier (1-D CNN, 60 s of 50 ms eye bins → KSS-equivalent + level), trained "
+                "by `ims-opt train fatigue` on the project's cited generator",
+    build_command=None,
+))
+
+
 def lookup(ref: str) -> Artefact | None:
     if ref in CATALOG:
         return CATALOG[ref]

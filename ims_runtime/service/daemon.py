@@ -56,7 +56,7 @@ class Service:
         spec = self.loaded.spec
         # Bind first: a busy endpoint fails start-up before the (slower) model load.
         self.publisher = Publisher(spec.publish.endpoint, spec.publish.send_hwm_msgs)
-        self.pipeline = build_pipeline(self.loaded)
+        self.pipeline = build_pipeline(self.loaded, live_speed=True)
         self.pipeline.warmup()
         self.source = open_source(spec.source, self.options.source, loop=self.options.loop,
                                   on_outage=self._on_outage, should_stop=lambda: self.stop_requested)

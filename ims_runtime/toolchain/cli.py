@@ -92,6 +92,17 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_fatigue(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.fatigue.train import train_fatigue
+
+    recipe = Path(args.recipe)
+    if not recipe.is_file():
+        raise errors.IMSError(errors.SPEC_NOT_FOUND, f"recipe {recipe} does not exist",
+                              "e.g. --recipe deploy/recipes/fatigue.yaml")
+    train_fatigue(recipe, Path(args.out) if args.out else None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ims-opt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     qrf.add_argument("--frames-per-video", type=int, default=6, help="calibration frames per clip (default 6)")
     qrf.add_argument("--out", help="output .onnx (default: the cache directory)")
     qrf.set_defaults(func=cmd_quantize_qnn_retinaface)
+
+    train = sub.add_parser("train", help="train one of the project's own models from a recipe")
+    train_sub = train.add_subparsers(dest="model", required=True)
+    fatigue = train_sub.add_parser("fatigue", help="temporal fatigue classifier (1-D CNN) → ONNX + manifest")
+    fatigue.add_argument("--recipe", default="deploy/recipes/fatigue.yaml", help="training recipe (YAML)")
+    fatigue.add_argument("--out", help="output .onnx (default: the recipe's `out`, i.e. models/)")
+    fatigue.set_defaults(func=cmd_train_fatigue)
 
     build = sub.add_parser("build", help="build catalogue artefacts that are missing (idempotent)")
     build.add_argument("names", nargs="*", help="catalogue names (default: all buildable)")
