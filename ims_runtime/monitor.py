@@ -97,6 +97,13 @@ class DriverMonitor:
         fatigue.update(features.to_dict())
         return fatigue, kss
 
+    def reset(self) -> None:
+        """Forget the driver's history (a new source, a restarted replay): timestamps may start again."""
+        self.features = TemporalFeatures(self.fatigue_spec.window if self.fatigue_spec else None)
+        self.policy = DriverPolicy(self.policy_spec) if self.policy_spec is not None else None
+        self._model = None
+        self._next_run_ns = None
+
     def close(self) -> None:
         if self.classifier is not None:
             self.classifier.close()

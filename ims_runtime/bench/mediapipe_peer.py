@@ -88,6 +88,10 @@ class MediaPipePeer:
         self._roi: tuple[np.ndarray, float, float] | None = None  # centre, side, angle
         self.detections_run = 0
 
+    def reset(self) -> None:
+        """Forget the tracked face: the next frame runs detection."""
+        self._roi = None
+
     @staticmethod
     def _run(interp, tensor: np.ndarray) -> list[np.ndarray]:
         interp.set_tensor(interp.get_input_details()[0]["index"], tensor)

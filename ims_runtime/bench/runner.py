@@ -41,16 +41,18 @@ class BenchResult:
 
 @dataclass
 class BenchConfig:
-    """One row: a name and a factory returning ``process(frame) -> latency_ms dict`` plus a teardown."""
+    """One row: a name and a factory returning ``process(frame) -> latency_ms dict``, a ``reset()`` that forgets
+    per-driver state after warm-up (the timed frames start again at t = 0), and a teardown returning notes."""
 
     name: str
-    build: Callable[[], tuple[Callable[[Frame], dict[str, float]], Callable[[], dict[str, Any]]]]
+    build: Callable[[], tuple[Callable[[Frame], dict[str, float]], Callable[[], None], Callable[[], dict[str, Any]]]]
 
 
 def measure(config: BenchConfig, frames: list[Frame], warmup_frames: int = 10) -> BenchResult:
-    process, finish = config.build()
+    process, reset, finish = config.build()
     for frame in frames[:warmup_frames]:
         process(frame)
+    reset()
     window = LatencyWindow(size=len(frames) + 1)
     stats = ProcessStats()
     started = time.perf_counter()
@@ -89,7 +91,7 @@ def pipeline_config(name: str, spec_path: Path, overrides: list[str],
             pipeline.close()
             return notes
 
-        return process, finish
+        return process, pipeline.reset, finish
 
     return BenchConfig(name, build)
 
@@ -118,7 +120,7 @@ def mediapipe_config(threads: int = 1) -> BenchConfig:
             return {"detections_run": peer.detections_run, "runtime": "ai-edge-litert (XNNPACK)",
                     "threads": threads}
 
-        return process, finish
+        return process, peer.reset, finish
 
     return BenchConfig(f"mediapipe_litert_t{threads}", build)
 

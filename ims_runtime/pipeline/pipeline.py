@@ -67,6 +67,11 @@ class Pipeline:
     def warmup(self, runs: int = 3) -> None:
         self.detector.warmup(runs)
 
+    def reset(self) -> None:
+        """Forget per-driver state (tracking, temporal history) before a new or restarted source."""
+        self.detector.reset()
+        self.monitor.reset()
+
     def process(self, frame: Frame) -> dict[str, Any]:
         """One frame → one ``driver_state`` message (schema in docs/messages.md), latency per stage in ms."""
         t0 = time.perf_counter_ns()
