@@ -87,7 +87,7 @@ class Service:
         curve = CurveServer.from_spec(spec.publish.curve, self.loaded.path.parent, context) \
             if spec.publish.curve else None
         self.publisher = Publisher(spec.publish.endpoint, spec.publish.send_hwm_msgs, context, curve)
-        self.pipeline = build_pipeline(self.loaded)
+        self.pipeline = build_pipeline(self.loaded, live_speed=True)
         self.pipeline.warmup()
         self.source = open_source(spec.source, self.options.source, loop=self.options.loop,
                                   on_outage=self._on_outage, should_stop=lambda: self.stop_requested)

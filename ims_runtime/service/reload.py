@@ -75,7 +75,7 @@ class Reloader:
         started = time.monotonic()
         try:
             loaded = load_spec(self.spec_path, self.overrides)
-            pipeline = build_pipeline(loaded)
+            pipeline = build_pipeline(loaded, live_speed=True)
             try:
                 pipeline.warmup()
             except BaseException:
