@@ -70,6 +70,13 @@ def _total(rails_w: dict[str, float]) -> float:
     return sum(rails_w.values())
 
 
+def _reading(source: str, rails_w: dict[str, float], total: Callable[[dict[str, float]], float],
+             empty_reason: str) -> PowerReading:
+    if not rails_w:
+        return PowerReading(None, source, reason=empty_reason)
+    return PowerReading(total(rails_w), source, rails_w)
+
+
 class PowerProbe:
     source = "none"
 
@@ -104,9 +111,7 @@ class JetsonHwmonProbe(PowerProbe):
                 if label.upper().startswith("NC"):  # channel not connected on this board
                     continue
                 rails_w[label] = bus_mv * current_ma / 1e6
-        if not rails_w:
-            return PowerReading(None, self.source, reason="ina3221 hwmon present but no readable channel")
-        return PowerReading(_total(rails_w), self.source, rails_w)
+        return _reading(self.source, rails_w, _total, "ina3221 hwmon present but no readable channel")
 
 
 class JetsonIioProbe(PowerProbe):
@@ -132,9 +137,7 @@ class JetsonIioProbe(PowerProbe):
                     continue
                 label = _read_text(d / f"rail_name_{channel}") or f"{d.name}_ch{channel}"
                 rails_w[label] = power_mw / 1e3
-        if not rails_w:
-            return PowerReading(None, self.source, reason="ina3221x IIO device present but no readable rail")
-        return PowerReading(_total(rails_w), self.source, rails_w)
+        return _reading(self.source, rails_w, _total, "ina3221x IIO device present but no readable rail")
 
 
 class HwmonPowerProbe(PowerProbe):
@@ -159,9 +162,7 @@ class HwmonPowerProbe(PowerProbe):
             name = _read_text(f.parent / "name") or f.parent.name
             label = _read_text(f.with_name(f.name.replace("_input", "_label"))) or f.name.split("_")[0]
             rails_w[f"{name}:{label}"] = power_uw / 1e6
-        if not rails_w:
-            return PowerReading(None, self.source, reason="hwmon power sensors present but unreadable")
-        return PowerReading(sum(rails_w.values()), self.source, rails_w)
+        return _reading(self.source, rails_w, lambda r: sum(r.values()), "hwmon power sensors present but unreadable")
 
 
 class PowerSupplyProbe(PowerProbe):
@@ -187,9 +188,8 @@ class PowerSupplyProbe(PowerProbe):
                 continue
             # the sign of current_now says charging vs discharging depending on the driver; the draw is |I|
             rails_w[d.name] = voltage_uv * abs(current_ua) / 1e12
-        if not rails_w:
-            return PowerReading(None, self.source, reason="power_supply present but voltage/current unreadable")
-        return PowerReading(sum(rails_w.values()), self.source, rails_w)
+        return _reading(self.source, rails_w, lambda r: sum(r.values()),
+                        "power_supply present but voltage/current unreadable")
 
 
 class RaplProbe(PowerProbe):
