@@ -12,13 +12,13 @@ from conftest import cli
 def test_bench_writes_one_result_per_configuration(tmp_path, clip, detector_model):
     out = tmp_path / "bench.json"
     result = cli("bench", "--input", str(clip), "--frames", "12", "--threads", "1", "--baselines", "",
-                 "--json", str(out), timeout=300)
+                 "--detector-sizes", "320x192", "--json", str(out), timeout=300)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
     names = [r["name"] for r in data["results"]]
-    assert names == ["ours_dev-cpu-fp32_t1", "ours_dev-cpu_t1", "ours_dev-cpu_t1_tracking"] or \
-        names == ["ours_dev-cpu-fp32_t1", "ours_dev-cpu_t1_tracking"]
+    assert names[0] == "ours_dev-cpu-fp32_t1"
+    assert names[-2:] == ["ours_dev-cpu_t1_in320x192", "ours_dev-cpu_t1_tracking"]
     for row in data["results"]:
         assert row["frames"] == 12
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
@@ -28,3 +28,8 @@ def test_bench_writes_one_result_per_configuration(tmp_path, clip, detector_mode
     # warm-up (10 frames) plus 12 timed frames, a full detection at least every 10th frame
     assert tracking["full_detections"] >= 3 and tracking["roi_detections"] > 0
     assert "vs ours_dev-cpu-fp32" in result.stdout
+    # accuracy next to speed: every row's driver box is compared with the reference row's on the same frames
+    reference = data["results"][0]["notes"]["agreement"]
+    assert reference["driver_iou_mean"] == 1.0 and reference["presence_agreement"] == 1.0
+    small = data["results"][-2]["notes"]["agreement"]
+    assert 0.3 < small["driver_iou_mean"] <= 1.0

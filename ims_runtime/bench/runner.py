@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.spec import load_spec
+from ims_runtime.stages._retinaface_decode import iou_xyxy
 from ims_runtime.telemetry.latency import LatencyWindow
 from ims_runtime.telemetry.process import ProcessStats
 from ims_runtime.types import Frame
+
+#: notes key under which a pipeline row keeps its per-frame driver boxes until :func:`add_agreement` runs
+DRIVER_BOXES = "_driver_boxes"
 
 
 @dataclass
@@ -79,21 +85,53 @@ def pipeline_config(name: str, spec_path: Path, overrides: list[str],
         pipeline = Pipeline(loaded.spec, loaded.path.parent)
         swapped = swap(pipeline) if swap else []
         pipeline.warmup()
+        driver_boxes: list[list[float] | None] = []  # per timed frame, for the accuracy-vs-speed comparison
 
         def process(frame: Frame) -> dict[str, float]:
-            return pipeline.process(frame)["latency_ms"]
+            message = pipeline.process(frame)
+            driver_boxes.append(message["face"].get("box_xyxy_px"))
+            return message["latency_ms"]
+
+        def reset() -> None:
+            pipeline.reset()
+            driver_boxes.clear()
 
         def finish() -> dict[str, Any]:
             notes: dict[str, Any] = {"spec": str(spec_path), "overrides": overrides,
-                                     "stages": pipeline.describe()}
+                                     "stages": pipeline.describe(), DRIVER_BOXES: list(driver_boxes)}
             if swapped:
                 notes["pytorch_stages"] = swapped
             pipeline.close()
             return notes
 
-        return process, pipeline.reset, finish
+        return process, reset, finish
 
     return BenchConfig(name, build)
+
+
+def add_agreement(results: list[BenchResult], reference: str) -> None:
+    """Accuracy next to speed: how closely each row's driver box follows the reference row's, frame by frame.
+
+    Adds ``notes["agreement"] = {"driver_iou_mean", "driver_iou_min", "presence_agreement"}`` to every pipeline
+    row and drops the raw boxes (they are not part of the JSON).
+    """
+    ref = next((r for r in results if r.name == reference), None)
+    ref_boxes = ref.notes.get(DRIVER_BOXES) if ref else None
+    for result in results:
+        boxes = result.notes.pop(DRIVER_BOXES, None)
+        if boxes is None or ref_boxes is None or len(boxes) != len(ref_boxes):
+            continue
+        both = [(a, b) for a, b in zip(ref_boxes, boxes) if a is not None and b is not None]
+        ious = [float(iou_xyxy(np.array([a]), np.array([b]))[0, 0]) for a, b in both]
+        same = sum((a is None) == (b is None) for a, b in zip(ref_boxes, boxes))
+        result.notes["agreement"] = {
+            "reference": reference,
+            "driver_iou_mean": float(np.mean(ious)) if ious else None,
+            "driver_iou_min": float(np.min(ious)) if ious else None,
+            "presence_agreement": same / len(boxes),
+        }
+    if ref is not None:
+        ref.notes.pop(DRIVER_BOXES, None)
 
 
 def thread_overrides(spec_path: Path, threads: int) -> list[str]:
@@ -135,19 +173,22 @@ def ratios(results: list[BenchResult], reference: str) -> dict[str, float]:
 
 def table(results: list[BenchResult], baselines: list[str]) -> str:
     stage_names = sorted({s for r in results for s in r.stages})
-    head = f"{'configuration':<34}{'p50':>8}{'p95':>8}{'p99':>8}{'fps':>8}{'RSS MB':>8}"
+    head = f"{'configuration':<34}{'p50':>8}{'p95':>8}{'p99':>8}{'fps':>8}{'RSS MB':>8}{'IoU/ref':>9}"
     head += "".join(f"{s[:14] + ' p50':>19}" for s in stage_names)
     present = [b for b in baselines if any(r.name == b for r in results)]
     head += "".join(f"{'vs ' + b[:18]:>23}" for b in present)
     lines = [head, "-" * len(head)]
     ratio_maps = {b: ratios(results, b) for b in present}
     for r in results:
+        iou = (r.notes.get("agreement") or {}).get("driver_iou_mean")
         line = f"{r.name:<34}{r.p50_ms:>8.2f}{r.p95_ms:>8.2f}{r.p99_ms:>8.2f}{r.fps:>8.1f}{r.rss_mb:>8.0f}"
+        line += f"{iou:>9.3f}" if iou is not None else f"{'-':>9}"
         line += "".join(f"{r.stages[s]['p50']:>19.2f}" if s in r.stages else f"{'-':>19}" for s in stage_names)
         line += "".join(f"{ratio_maps[b].get(r.name, float('nan')):>22.2f}x" for b in present)
         lines.append(line)
-    lines.append("times in ms per frame (end to end = total); ratios are p50 speed-ups (>1 = faster than the "
-                 "baseline), measured in this run")
+    lines.append("times in ms per frame (end to end = total); IoU/ref: mean IoU of the driver's box against the "
+                 "first row's on the same frames; ratios are p50 speed-ups (>1 = faster than the baseline), "
+                 "measured in this run")
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from ims_runtime import logs
 from ims_runtime.bench import machine
 from ims_runtime.bench.runner import (
     BenchConfig,
+    add_agreement,
     load_frames,
     measure,
     mediapipe_config,
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", default="pytorch_eager_fp32,mediapipe_litert",
                    help="comma-separated baselines to include (default both; '' for none)")
     p.add_argument("--no-tracking-row", action="store_true", help="skip the detection-skipping row")
+    p.add_argument("--detector-sizes", default="",
+                   help="extra rows of the deployed spec at other detector input sizes, e.g. 480x288,320x192 "
+                        "(accuracy against speed: the IoU/ref column)")
     p.add_argument("--json", type=Path, help="write {machine, results} here")
     p.set_defaults(func=run)
 
@@ -63,6 +67,10 @@ def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
                                        thread_overrides(args.reference_spec, n)))
         if args.spec.resolve() != args.reference_spec.resolve():
             configs.append(pipeline_config(f"{dep_name}_t{n}", args.spec, thread_overrides(args.spec, n)))
+    for size in [s.strip() for s in args.detector_sizes.split(",") if s.strip()]:
+        w, h = (int(v) for v in size.lower().split("x"))
+        configs.append(pipeline_config(f"{dep_name}_t1_in{w}x{h}", args.spec, thread_overrides(args.spec, 1)
+                                       + [f"stages.face_detector.input_size_px=[{w},{h}]"]))
     if not args.no_tracking_row:
         configs.append(pipeline_config(f"{dep_name}_t1_tracking", args.spec, thread_overrides(args.spec, 1)
                                        + ["stages.face_detector.tracking={}"]))
@@ -97,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{index}/{len(configs)}] {config.name} …", file=sys.stderr, flush=True)
         results.append(measure(config, frames))
     baselines = [f"ours_{args.reference_spec.stem}_t1", "pytorch_eager_fp32_t1", "mediapipe_litert_t1"]
+    add_agreement(results, baselines[0])
     print(table(results, baselines))
     for note in skipped:
         print(f"skipped: {note}")
