@@ -54,18 +54,25 @@ def test_driver_is_the_largest_face(detector):
 def test_letterbox_keeps_aspect_and_pads_with_zero_after_mean_subtraction():
     box = Letterboxer((64, 32))
     tensor, lb = box(np.full((100, 100, 3), 200, np.uint8))
-    assert lb.scale == pytest.approx(0.32) and lb.resized_wh_px == (32, 32)
+    assert lb.scale == pytest.approx(0.32) and lb.offset_xy_px == (0.0, 0.0)
     assert tensor.shape == (1, 3, 32, 64)
     assert np.all(tensor[0, :, :, 40:] == 0)  # padding: mean colour, zero after subtraction
     np.testing.assert_allclose(tensor[0, :, 5, 5], [96, 83, 77])  # 200 - (104, 117, 123)
 
 
-def test_a_model_of_the_wrong_fixed_size_is_refused_at_load(tmp_path, detector_model):
+@pytest.fixture(scope="module")
+def static_320x192_model(tmp_path_factory, detector_model):
+    """A RetinaFace export with a fixed 320x192 input (as QNN and TensorRT want)."""
     import subprocess
     import sys
-    out = tmp_path / "rf_320x192.onnx"
+    out = tmp_path_factory.mktemp("static") / "rf_320x192.onnx"
     subprocess.run([sys.executable, "-m", "ims_runtime.toolchain.cli", "export", "retinaface", "--input-size",
                     "320", "192", "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_a_model_of_the_wrong_fixed_size_is_refused_at_load(static_320x192_model):
+    out = static_320x192_model
     with pytest.raises(errors.IMSError) as info:
         FaceDetector.from_spec(DetectorSpec(model=str(out), input_size_px=(640, 384)))
     assert info.value.code is errors.MODEL_CONTRACT and "320x192" in info.value.message
@@ -106,3 +113,25 @@ class TestDriverChoice:
     def test_faces_below_the_minimum_height_are_ignored(self):
         chooser = DriverSelector(RegionSpec(), 80, 1.5)
         assert chooser.choose([_face(100, 100, 50)], self.FRAME) is None
+
+
+def test_tracking_follows_the_driver_like_full_detection_on_a_real_clip(dev_spec, clip):
+    from ims_runtime.pipeline.sources import VideoFileSource
+    from ims_runtime.spec.schema import TrackingSpec
+
+    spec = dev_spec.stages.face_detector
+    full = FaceDetector.from_spec(spec)
+    tracked = FaceDetector.from_spec(spec.model_copy(update={"tracking": TrackingSpec(redetect_every_n_frames=10)}))
+    frames = [f for _, f in zip(range(40), VideoFileSource(clip).frames())]
+    ious = [_iou(full.detect(f).driver.box_xyxy_px, tracked.detect(f).driver.box_xyxy_px) for f in frames]
+    # the crop re-detection stays on the same face as full-frame detection
+    assert min(ious) > 0.6
+    # and most frames only ran the crop: full detection every 10th frame
+    assert tracked.full_detections == 4 and tracked.roi_detections == 36
+
+
+def test_tracking_needs_a_dynamic_size_model(static_320x192_model):
+    from ims_runtime.spec.schema import TrackingSpec
+    out = static_320x192_model
+    with pytest.raises(errors.IMSError, match="dynamic-size model"):
+        FaceDetector.from_spec(DetectorSpec(model=str(out), input_size_px=(320, 192), tracking=TrackingSpec()))

@@ -125,10 +125,10 @@ def write_report(out: Path, names: list[str] | None = None) -> Path:
                   "| recall (Δ pt) | agreement found / IoU / lm px | within limit |"),
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [_row(n, r, summary.get("deploy")) for n, r in summary["variants"].items()]
-        lines += ["", "Notes: `qnn_*` variants are built for the QNN HTP (16-bit activations and 4-bit weights are "
+        lines += ["", ("Notes: `qnn_*` variants are built for the QNN HTP (16-bit activations and 4-bit weights are "
                   "HTP features); ONNX Runtime CPU runs them through DequantizeLinear → float → QuantizeLinear, so "
                   "their CPU latency says nothing about the HTP. `fp16` has no FP16 kernels on x86 CPUs (ORT inserts "
-                  "casts): it is for GPU / HTP targets.", "",
+                  "casts): it is for GPU / HTP targets."), "",
                   "Verdicts on the article's claims:", "", *verdicts(summary), ""]
         for n, r in summary["variants"].items():
             kept = r.get("facts", {}).get("kept_float")
