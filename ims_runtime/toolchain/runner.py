@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,8 @@ from ims_runtime.toolchain.calibration import (
 from ims_runtime.toolchain.evaluate import agreement_with_reference, wider_scores
 from ims_runtime.toolchain.manifest import atomic_write_bytes, record
 from ims_runtime.toolchain.onnx_stats import model_stats
+from ims_runtime.toolchain.quantize_qnn import shared_dir
 from ims_runtime.toolchain.recipe import Recipe, VariantSpec
-
-
-def shared_dir() -> Path:
-    repo = Path(__file__).resolve().parents[2]
-    return Path(os.environ.get("IMS_SHARED_DIR") or repo.parent / "shared").expanduser()
 
 
 def _key(*parts: Any) -> str:
