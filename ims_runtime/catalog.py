@@ -41,8 +41,8 @@ add(Artefact(
 
 add(Artefact(
     name="retinaface_mnet025_int8",
-    filename="retinaface_mnet025_int8_640x384.onnx",
-    description="RetinaFace-MobileNet0.25, static QDQ INT8 (u8 activations, s8 per-channel weights) at 640x384, "
+    filename="retinaface_mnet025_int8.onnx",
+    description="RetinaFace-MobileNet0.25, static QDQ INT8 (u8 activations, s8 per-channel weights), dynamic input size, "
                 "calibrated on real footage, the most quantisation-sensitive layers kept in float "
                 "(deploy/recipes/detector.yaml, variant int8_deploy; docs/optimisation.md)",
     build_command=("ims-opt", "build", "retinaface_mnet025_int8"),

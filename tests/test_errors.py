@@ -43,7 +43,9 @@ def test_replay_errors(tmp_path, clip, detector_model, case, make_spec, input_na
 
 
 def test_models_command_says_how_to_fix_a_missing_artefact(tmp_path, dev_spec_path):
-    result = cli("models", "--spec", str(dev_spec_path), env={"IMS_CACHE_DIR": str(tmp_path)})
+    # the FP32 reference spec (dev-cpu.yaml deploys the INT8 detector, built by `ims-opt build`)
+    fp32_spec = dev_spec_path.with_name("dev-cpu-fp32.yaml")
+    result = cli("models", "--spec", str(fp32_spec), env={"IMS_CACHE_DIR": str(tmp_path)})
     # the built artefact lives in the cache; with an empty cache it is missing and the fix is named
     assert result.returncode == 1
     assert "MISSING  retinaface_mnet025_fp32" in result.stdout and "ims-opt export retinaface" in result.stdout

@@ -75,6 +75,12 @@ def distill_base(run: RecipeRun, base_name: str) -> Path:
 def export_base(base: BaseSpec, weights: Path, out: Path, input_wh_px: tuple[int, int]) -> Path:
     model = build_network(base, weights)
     w, h = input_wh_px
-    meta = {**retinaface_metadata(weights), "ims.input_size_wh": [w, h], "ims.activation": base.activation}
+    meta = {**retinaface_metadata(weights), "ims.activation": base.activation}
+    dynamic = None
+    if base.dynamic_shape:
+        dynamic = {"input": {2: "height", 3: "width"}, "loc": {1: "anchors"}, "conf": {1: "anchors"},
+                   "landms": {1: "anchors"}}
+    else:
+        meta["ims.input_size_wh"] = [w, h]
     return export_onnx(model, torch.zeros(1, 3, h, w), out, input_name="input",
-                       output_names=["loc", "conf", "landms"], dynamic_axes=None, metadata=meta)
+                       output_names=["loc", "conf", "landms"], dynamic_axes=dynamic, metadata=meta)

@@ -39,6 +39,9 @@ class BenchmarkSpec(StrictModel):
 class BaseSpec(StrictModel):
     weights: str = Field(description="PyTorch weights, looked up on the model search path")
     activation: Literal["leaky_relu", "relu"] = Field("leaky_relu", description="activation of the network")
+    dynamic_shape: bool = Field(False, description="export with dynamic height/width (ORT CPU: the detector's "
+                                "tracking re-detects in square crops of another size); false = static input_size_px "
+                                "(QNN, TensorRT)")
     distill_steps: int = Field(0, ge=0, description="if the weights are missing: self-distillation steps to make "
                                "them from the official model (0 = they must exist)")
 
