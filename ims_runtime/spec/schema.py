@@ -95,8 +95,54 @@ class DetectorSpec(ModelStageSpec):
         return value
 
 
+class RoadZoneSpec(StrictModel):
+    """Where "eyes on the road" is, as gaze angles in the driver's frame (0, 0 = straight ahead along the car)."""
+
+    yaw_min_deg: float = Field(-20.0, ge=-90, le=90, description="left edge of the zone, degrees (yaw > 0 = toward "
+                               "the image's right edge, the driver's left for a camera facing the driver)")
+    yaw_max_deg: float = Field(20.0, ge=-90, le=90, description="right edge of the zone, degrees")
+    pitch_min_deg: float = Field(-15.0, ge=-90, le=90, description="lower edge of the zone, degrees (pitch > 0 = up)")
+    pitch_max_deg: float = Field(10.0, ge=-90, le=90, description="upper edge of the zone, degrees")
+    head_weight: float = Field(0.0, ge=0, le=1, description="0: decide on gaze alone; 1: on head pose alone; "
+                               "between: on the weighted mix (head pose is steadier, gaze is what counts)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RoadZoneSpec:
+        if self.yaw_max_deg <= self.yaw_min_deg or self.pitch_max_deg <= self.pitch_min_deg:
+            raise ValueError("need yaw_min_deg < yaw_max_deg and pitch_min_deg < pitch_max_deg")
+        return self
+
+
+class FaceStateSpec(ModelStageSpec):
+    """The face-state network on the aligned face crop: gaze, head pose, eye and mouth openness."""
+
+    model: str = "face_state_v1"
+    crop_size_px: int = Field(112, ge=32, le=512, description="side of the aligned square crop, pixels (must match "
+                              "the model's input)")
+    eye_closed_below: float = Field(0.25, gt=0, lt=1, description="both eyes count as closed when their mean "
+                                    "openness (0..1) drops below this")
+    eye_open_above: float = Field(0.4, gt=0, lt=1, description="closed eyes count as open again only above this "
+                                  "openness (0..1): the gap is the hysteresis")
+    min_confidence: float = Field(0.3, ge=0, le=1, description="below this network confidence (0..1) the face "
+                                  "state is reported but marked unreliable")
+    camera_yaw_offset_deg: float = Field(0.0, ge=-90, le=90, description="camera mounting: the yaw (degrees, "
+                                         "camera-frame convention) a gaze straight down the road has")
+    camera_pitch_offset_deg: float = Field(0.0, ge=-90, le=90, description="camera mounting: the pitch (degrees) a "
+                                           "gaze straight down the road has (e.g. +15 for a camera low on the column)")
+    road_zone: RoadZoneSpec = Field(default_factory=RoadZoneSpec, description="the on-road zone, degrees, relative "
+                                    "to straight down the road")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> FaceStateSpec:
+        if self.eye_open_above <= self.eye_closed_below:
+            raise ValueError("need eye_closed_below < eye_open_above (the hysteresis band)")
+        return self
+
+
 class StagesSpec(StrictModel):
     face_detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    face_state: FaceStateSpec | None = Field(None, description="gaze / head pose / eyes on the driver's face; "
+                                             "null = stage off")
 
 
 class PublishSpec(StrictModel):
