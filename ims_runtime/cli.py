@@ -14,11 +14,11 @@ from ims_runtime import __version__, errors
 #: subcommand modules, in the order ``--help`` lists them
 COMMAND_MODULES = [
     "ims_runtime.commands.validate",
-    # "ims_runtime.commands.models",
-    # "ims_runtime.commands.replay",
-    # "ims_runtime.commands.serve",
-    # "ims_runtime.commands.listen",
-    # "ims_runtime.commands.eval_detector",
+    "ims_runtime.commands.models",
+    "ims_runtime.commands.replay",
+    "ims_runtime.commands.serve",
+    "ims_runtime.commands.listen",
+    "ims_runtime.commands.eval_detector",
 ]
 
 EPILOG = """\

@@ -5,5 +5,12 @@ from ims_runtime.backends import ort_cpu  # noqa: F401  (registers "ort_cpu")
 from ims_runtime.backends.base import Backend, BackendConfigBase, TensorInfo
 from ims_runtime.backends.registry import OpenedBackend, config_union, open_chain, registered
 
-__all__ = ["Backend", "BackendConfigBase", "TensorInfo", "OpenedBackend", "config_union", "open_chain",
-           "registered"]
+__all__ = [
+           "Backend",
+           "BackendConfigBase",
+           "OpenedBackend",
+           "TensorInfo",
+           "config_union",
+           "open_chain",
+           "registered",
+]

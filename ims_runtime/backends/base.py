@@ -78,5 +78,5 @@ class Backend(ABC):
         """What telemetry reports about this backend."""
         return {"backend": self.key, "model": self.model_path.name}
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release native resources. Safe to call twice."""

@@ -71,6 +71,26 @@ class ModelStageSpec(StrictModel):
         description="ordered fallback list: the first backend that opens is used")
 
 
+class TrackingSpec(StrictModel):
+    """Detection skipping: between full-frame detections, re-detect only in a small crop around the driver."""
+
+    redetect_every_n_frames: int = Field(10, ge=1, le=1000, description="full-frame detection at least every N "
+                                         "frames (count), so new faces and a changed driver are noticed")
+    roi_input_size_px: int = Field(160, ge=64, le=640, description="side of the square network input used on "
+                                   "the crop (pixels, multiple of 32)")
+    roi_scale: float = Field(2.0, ge=1.2, le=4.0, description="crop side as a multiple of the tracked face's "
+                             "larger side (leaves room for head motion between frames)")
+    min_score: float = Field(0.8, gt=0, lt=1, description="a tracked face scoring below this triggers a "
+                             "full-frame detection on the same frame")
+
+    @field_validator("roi_input_size_px")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"roi_input_size_px must be a multiple of 32, got {value}")
+        return value
+
+
 class DetectorSpec(ModelStageSpec):
     """RetinaFace face detector."""
 
@@ -86,6 +106,8 @@ class DetectorSpec(ModelStageSpec):
                                       description="the driver's face is the largest one whose centre is inside")
     driver_switch_ratio: float = Field(
         1.5, ge=1, description="keep the previous driver unless another face is this many times larger (area)")
+    tracking: TrackingSpec | None = Field(None, description="detection skipping with tracking of the driver's "
+                                          "face; null = full-frame detection on every frame")
 
     @field_validator("input_size_px")
     @classmethod
@@ -155,7 +177,7 @@ class PublishSpec(StrictModel):
     @field_validator("endpoint")
     @classmethod
     def _transport(cls, value: str) -> str:
-        if not (value.startswith("ipc://") or value.startswith("tcp://")):
+        if not (value.startswith(("ipc://", "tcp://"))):
             raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
         return value
 

@@ -33,10 +33,10 @@ MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How a frame was fitted into the network input: ``input = frame * scale`` placed at the top left."""
+    """How frame pixels map to network input pixels: ``input = (frame - offset) * scale``."""
 
     scale: float
-    resized_wh_px: tuple[int, int]
+    offset_xy_px: tuple[float, float] = (0.0, 0.0)
 
 
 class Letterboxer:
@@ -50,20 +50,38 @@ class Letterboxer:
         w, h = input_wh_px
         self._canvas = np.empty((h, w, 3), dtype=np.uint8)
         self._tensor = np.empty((1, 3, h, w), dtype=np.float32)
+        self._mean_u8 = tuple(int(v) for v in MEAN_BGR)
+
+    def _to_tensor(self) -> np.ndarray:
+        # HWC uint8 → CHW float32 minus mean, written into the preallocated tensor
+        np.subtract(self._canvas.transpose(2, 0, 1), MEAN_BGR[:, None, None], out=self._tensor[0],
+                    casting="unsafe")
+        return self._tensor
 
     def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """HxWx3 uint8 BGR → ((1, 3, H_in, W_in) float32 mean-subtracted, letterbox). The tensor is reused."""
+        """HxWx3 uint8 BGR → ((1, 3, H_in, W_in) float32 mean-subtracted, mapping). The tensor is reused."""
         w_in, h_in = self.input_wh_px
         h, w = image_bgr.shape[:2]
         scale = min(w_in / w, h_in / h)
         rw, rh = max(1, min(w_in, round(w * scale))), max(1, min(h_in, round(h * scale)))
-        self._canvas[:] = MEAN_BGR.astype(np.uint8)
+        self._canvas[:] = self._mean_u8
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         cv2.resize(image_bgr, (rw, rh), dst=self._canvas[:rh, :rw], interpolation=interpolation)
-        # HWC uint8 → CHW float32 minus mean, written into the preallocated tensor
-        np.subtract(self._canvas.transpose(2, 0, 1), MEAN_BGR[:, None, None], out=self._tensor[0],
-                    casting="unsafe")
-        return self._tensor, Letterbox(scale=scale, resized_wh_px=(rw, rh))
+        return self._to_tensor(), Letterbox(scale=scale)
+
+    def crop(self, image_bgr: np.ndarray, center_xy_px: tuple[float, float], side_px: float
+             ) -> tuple[np.ndarray, Letterbox]:
+        """A square crop of ``side_px`` around ``center_xy_px`` scaled into the (square) input by one warpAffine.
+
+        Parts of the crop outside the frame become mean colour (zero input), like the letterbox padding.
+        """
+        w_in, h_in = self.input_wh_px
+        scale = min(w_in, h_in) / side_px
+        x0, y0 = center_xy_px[0] - side_px / 2, center_xy_px[1] - side_px / 2
+        matrix = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], dtype=np.float64)
+        cv2.warpAffine(image_bgr, matrix, (w_in, h_in), dst=self._canvas, flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=self._mean_u8)
+        return self._to_tensor(), Letterbox(scale=scale, offset_xy_px=(x0, y0))
 
 
 class DriverSelector:
@@ -108,7 +126,11 @@ class DriverSelector:
 
 
 class FaceDetector:
-    """The detector stage. ``detect(frame)`` returns every face above threshold and the driver's index."""
+    """The detector stage. ``detect(frame)`` returns every face above threshold and the driver's index.
+
+    With ``spec.tracking`` set, frames between full-frame detections only re-detect the driver inside a small
+    crop around its last box (far fewer pixels), and those frames report the driver's face alone.
+    """
 
     name = "face_detector"
 
@@ -119,10 +141,19 @@ class FaceDetector:
         self.backend_skips = backend_skips or []
         self._check_contract()
         self.letterbox = Letterboxer(spec.input_size_px)
-        w, h = spec.input_size_px
-        self.priors = make_priors(w, h)
+        self._priors = {spec.input_size_px: make_priors(*spec.input_size_px)}
         self._input_name = backend.inputs[0].name
         self.driver = DriverSelector(spec.driver_region, spec.min_face_height_px, spec.driver_switch_ratio)
+        self.tracking = spec.tracking
+        if self.tracking is not None:
+            side = self.tracking.roi_input_size_px
+            self.roi_letterbox = Letterboxer((side, side))
+            self._priors[(side, side)] = make_priors(side, side)
+        self._tracked: FaceDetection | None = None
+        self._frames_since_full = 0
+        #: how many frames ran the full-frame detector and how many only the crop (for telemetry and bench)
+        self.full_detections = 0
+        self.roi_detections = 0
 
     @classmethod
     def from_spec(cls, spec: DetectorSpec, spec_dir: Path | None = None) -> FaceDetector:
@@ -135,42 +166,81 @@ class FaceDetector:
         """Fail at load, not at the first frame, if the model is not a RetinaFace the stage can decode."""
         outs = self.backend.outputs
         family = self.backend.metadata.get("ims.model_family")
+        static = self.backend.inputs[0].shape[2:]
+        is_static = all(isinstance(d, int) for d in static)
         problem = None
         if family not in (None, "retinaface"):
             problem = f"model family is {family!r}, expected 'retinaface'"
         elif len(outs) != 3 or [o.shape[-1] for o in outs] != [4, 2, 10]:
             problem = f"outputs {[(o.name, o.shape) for o in outs]} are not RetinaFace's loc/conf/landms"
-        else:
-            static = self.backend.inputs[0].shape[2:]
-            if all(isinstance(d, int) for d in static) and tuple(static) != tuple(reversed(self.spec.input_size_px)):
-                problem = (f"the model's input is fixed at {static[1]}x{static[0]} px but the spec asks for "
-                           f"input_size_px {list(self.spec.input_size_px)}")
+        elif is_static and tuple(static) != tuple(reversed(self.spec.input_size_px)):
+            problem = (f"the model's input is fixed at {static[1]}x{static[0]} px but the spec asks for "
+                       f"input_size_px {list(self.spec.input_size_px)}")
+        elif is_static and self.spec.tracking is not None:
+            problem = "tracking runs the detector on a second input size and needs a dynamic-size model"
         if problem:
             raise errors.IMSError(errors.MODEL_CONTRACT, f"{self.backend.model_path}: {problem}",
                                   "point stages.face_detector.model at a RetinaFace export of the right size")
 
     def warmup(self, runs: int = 3) -> None:
-        w, h = self.spec.input_size_px
-        self.backend.warmup({self._input_name: np.zeros((1, 3, h, w), np.float32)}, runs)
+        sizes = [self.spec.input_size_px] + ([self.roi_letterbox.input_wh_px] if self.tracking else [])
+        for w, h in sizes:
+            self.backend.warmup({self._input_name: np.zeros((1, 3, h, w), np.float32)}, runs)
+
+    def reset(self) -> None:
+        """Forget the tracked driver (new source, reload)."""
+        self.driver.reset()
+        self._tracked = None
 
     def detect(self, frame: Frame) -> Detections:
-        tensor, box = self.letterbox(frame.image_bgr)
-        loc, conf, landms = self.backend.run({self._input_name: tensor})
-        faces = self.postprocess(loc[0], conf[0], landms[0], box, frame.size_wh_px)
+        if self._tracked is not None and self._frames_since_full < self.tracking.redetect_every_n_frames:
+            tracked = self._detect_in_roi(frame, self._tracked)
+            if tracked is not None:
+                self._tracked = tracked
+                self._frames_since_full += 1
+                return Detections(faces=[tracked], driver_index=0)
+        detections = self._detect_full(frame)
+        if self.tracking is not None:
+            self._tracked = detections.driver
+            self._frames_since_full = 1
+        return detections
+
+    def _detect_full(self, frame: Frame) -> Detections:
+        self.full_detections += 1
+        tensor, mapping = self.letterbox(frame.image_bgr)
+        faces = self._run(tensor, mapping, frame.size_wh_px)
         return Detections(faces=faces, driver_index=self.driver.choose(faces, frame.size_wh_px))
 
-    def postprocess(self, loc: np.ndarray, conf: np.ndarray, landms: np.ndarray, box: Letterbox,
-                    frame_wh_px: tuple[int, int]) -> list[FaceDetection]:
+    def _detect_in_roi(self, frame: Frame, previous: FaceDetection) -> FaceDetection | None:
+        """Re-detect the driver in a crop around ``previous``; None when it is lost or scores too low."""
+        self.roi_detections += 1
+        side = self.tracking.roi_scale * max(previous.width_px, previous.height_px)
+        tensor, mapping = self.roi_letterbox.crop(frame.image_bgr, previous.center_xy_px, side)
+        faces = self._run(tensor, mapping, frame.size_wh_px)
+        if not faces:
+            return None
+        best = max(faces, key=lambda f: iou_xyxy(np.array([previous.box_xyxy_px]), np.array([f.box_xyxy_px]))[0, 0])
+        return best if best.score >= self.tracking.min_score else None
+
+    def _run(self, tensor: np.ndarray, mapping: Letterbox, frame_wh_px: tuple[int, int]) -> list[FaceDetection]:
+        loc, conf, landms = self.backend.run({self._input_name: tensor})
+        return self.postprocess(loc[0], conf[0], landms[0], mapping, frame_wh_px,
+                                (tensor.shape[3], tensor.shape[2]))
+
+    def postprocess(self, loc: np.ndarray, conf: np.ndarray, landms: np.ndarray, mapping: Letterbox,
+                    frame_wh_px: tuple[int, int], input_wh_px: tuple[int, int] | None = None
+                    ) -> list[FaceDetection]:
         """Raw (N,4), (N,2), (N,10) outputs → faces in frame pixels, best score first."""
+        input_wh_px = input_wh_px or self.spec.input_size_px
         scores = conf[:, 1]
         keep = np.flatnonzero(scores > self.spec.score_threshold)
         if keep.size == 0:
             return []
-        priors = self.priors[keep]
-        w_in, h_in = self.spec.input_size_px
-        to_frame = np.array([w_in, h_in], dtype=np.float32) / box.scale
-        boxes = decode_boxes(loc[keep].astype(np.float32), priors) * np.tile(to_frame, 2)
-        points = decode_landmarks(landms[keep].astype(np.float32), priors) * to_frame
+        priors = self._priors[tuple(input_wh_px)][keep]
+        to_frame = np.array(input_wh_px, dtype=np.float32) / mapping.scale
+        offset = np.array(mapping.offset_xy_px, dtype=np.float32)
+        boxes = decode_boxes(loc[keep].astype(np.float32), priors) * np.tile(to_frame, 2) + np.tile(offset, 2)
+        points = decode_landmarks(landms[keep].astype(np.float32), priors) * to_frame + offset
         w, h = frame_wh_px
         boxes = np.clip(boxes, 0, [w, h, w, h])
         order = nms(boxes, scores[keep], self.spec.nms_iou_threshold, self.spec.max_faces)
@@ -178,8 +248,11 @@ class FaceDetector:
                               landmarks_px=points[i].astype(np.float32)) for i in order]
 
     def describe(self) -> dict[str, object]:
-        return {**self.backend.describe(), "precision": self.spec.precision, "sha256": self.model_sha256,
+        info = {**self.backend.describe(), "precision": self.spec.precision, "sha256": self.model_sha256,
                 "input_size_px": list(self.spec.input_size_px), "fallbacks": self.backend_skips}
+        if self.tracking is not None:
+            info["tracking"] = {"full_detections": self.full_detections, "roi_detections": self.roi_detections}
+        return info
 
     def close(self) -> None:
         self.backend.close()

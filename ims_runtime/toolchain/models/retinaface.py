@@ -11,7 +11,7 @@ any size. Outputs (eval mode): ``loc`` (1, N, 4) box offsets, ``conf`` (1, N, 2)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -81,10 +81,10 @@ class SSH(nn.Module):
     def __init__(self, in_channel: int, out_channel: int) -> None:
         super().__init__()
         leaky = 0.1 if out_channel <= 64 else 0.0
-        self.conv3X3 = conv_bn_no_relu(in_channel, out_channel // 2, stride=1)  # noqa: N815 (weight names)
-        self.conv5X5_1 = conv_bn(in_channel, out_channel // 4, stride=1, leaky=leaky)  # noqa: N815
-        self.conv5X5_2 = conv_bn_no_relu(out_channel // 4, out_channel // 4, stride=1)  # noqa: N815
-        self.conv7X7_2 = conv_bn(out_channel // 4, out_channel // 4, stride=1, leaky=leaky)  # noqa: N815
+        self.conv3X3 = conv_bn_no_relu(in_channel, out_channel // 2, stride=1)
+        self.conv5X5_1 = conv_bn(in_channel, out_channel // 4, stride=1, leaky=leaky)
+        self.conv5X5_2 = conv_bn_no_relu(out_channel // 4, out_channel // 4, stride=1)
+        self.conv7X7_2 = conv_bn(out_channel // 4, out_channel // 4, stride=1, leaky=leaky)
         self.conv7x7_3 = conv_bn_no_relu(out_channel // 4, out_channel // 4, stride=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,9 +119,9 @@ class RetinaFace(nn.Module):
         self.ssh2 = SSH(out_channels, out_channels)
         self.ssh3 = SSH(out_channels, out_channels)
         a = self.anchors_per_location
-        self.ClassHead = nn.ModuleList([_Head(out_channels, a, 2) for _ in range(3)])  # noqa: N815
-        self.BboxHead = nn.ModuleList([_Head(out_channels, a, 4) for _ in range(3)])  # noqa: N815
-        self.LandmarkHead = nn.ModuleList([_Head(out_channels, a, 10) for _ in range(3)])  # noqa: N815
+        self.ClassHead = nn.ModuleList([_Head(out_channels, a, 2) for _ in range(3)])
+        self.BboxHead = nn.ModuleList([_Head(out_channels, a, 4) for _ in range(3)])
+        self.LandmarkHead = nn.ModuleList([_Head(out_channels, a, 10) for _ in range(3)])
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         fpn = self.fpn(self.body(x))

@@ -1,0 +1,1 @@
+"""ZeroMQ publisher (one PUB socket, topics driver_state and telemetry) and the ``listen`` subscriber."""

@@ -1,0 +1,44 @@
+"""A subscriber that prints messages as JSON lines (``ims-runtime listen``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import zmq
+
+from ims_runtime import messages
+
+
+def listen(endpoint: str, topics: list[str], out: TextIO = sys.stdout, count: int | None = None,
+           timeout_s: float | None = None, pretty: bool = False,
+           should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Print ``{"topic": ..., "message": {...}}`` per line. Returns how many were printed."""
+    context = zmq.Context.instance()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for topic in topics or [""]:
+        sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    sub.connect(endpoint)
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    printed = 0
+    waited_ms = 0
+    try:
+        while not should_stop() and (count is None or printed < count):
+            if timeout_s is not None and waited_ms >= timeout_s * 1000:
+                break
+            if not dict(poller.poll(100)):
+                waited_ms += 100
+                continue
+            waited_ms = 0
+            topic, message = messages.decode(sub.recv_multipart())
+            record = {"topic": topic, "message": message}
+            out.write(json.dumps(record, indent=2 if pretty else None) + "\n")
+            out.flush()
+            printed += 1
+    finally:
+        sub.close(0)
+    return printed

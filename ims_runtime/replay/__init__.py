@@ -1,0 +1,1 @@
+"""Deterministic replay of recorded footage through the service's own pipeline."""

@@ -1,0 +1,1 @@
+"""The daemon: lifecycle (signals, sd_notify), the frame loop, telemetry."""

@@ -1,0 +1,1 @@
+"""Latency statistics, process statistics and the periodic telemetry message."""

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv (if needed), install the package with the toolchain and dev extras, and build the default model
+# artefacts from the weights in ../shared/models. Idempotent: safe to run again. Sourced by run-demo.sh and .ci/run.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+export IMS_SHARED_DIR="${IMS_SHARED_DIR:-$(cd "$REPO/.." && pwd)/shared}"
+export IMS_MODEL_PATH="${IMS_MODEL_PATH:-$IMS_SHARED_DIR/models}"
+export IMS_CACHE_DIR="${IMS_CACHE_DIR:-$REPO/.cache/ims-runtime}"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  "$PY" -m venv .venv
+fi
+echo "== installing ims-runtime[toolchain,dev] (torch 2.13.0 CPU build)"
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[toolchain,dev]"
+echo "== building default model artefacts into $IMS_CACHE_DIR"
+.venv/bin/ims-runtime models build
