@@ -14,6 +14,7 @@ from typing import Any
 from ims_runtime import messages
 from ims_runtime.spec import Spec
 from ims_runtime.stages.face_detector import FaceDetector
+from ims_runtime.stages.face_state import FaceStateStage
 from ims_runtime.types import Detections, Frame
 
 #: message fields each optional stage fills; null while the stage is off
@@ -42,10 +43,14 @@ class Pipeline:
     def __init__(self, spec: Spec, spec_dir: Path | None = None) -> None:
         self.spec = spec
         self.detector = FaceDetector.from_spec(spec.stages.face_detector, spec_dir)
+        self.face_state = (FaceStateStage.from_spec(spec.stages.face_state, spec_dir)
+                           if spec.stages.face_state is not None else None)
         self.stages_off = [name for name in OPTIONAL_STAGE_FIELDS if getattr(spec.stages, name, None) is None]
 
     def warmup(self, runs: int = 3) -> None:
         self.detector.warmup(runs)
+        if self.face_state is not None:
+            self.face_state.warmup(runs)
 
     def process(self, frame: Frame) -> dict[str, Any]:
         """One frame → one ``driver_state`` message (schema in docs/messages.md), latency per stage in ms."""
@@ -63,6 +68,14 @@ class Pipeline:
             "stages_off": self.stages_off,
             "face": face_message(detections),
         }
+        if self.face_state is not None:
+            t2 = time.perf_counter_ns()
+            # the driver's face only; process(frame, None) resets the per-driver state (eye-closure hysteresis)
+            state = self.face_state.process(frame, detections.driver)
+            latency_ms["face_state"] = (time.perf_counter_ns() - t2) / 1e6
+            fields = state.to_message() if state is not None else {}
+            for field in (*OPTIONAL_STAGE_FIELDS["face_state"], "face_state"):
+                message[field] = fields.get(field)
         for stage in self.stages_off:
             for field in OPTIONAL_STAGE_FIELDS[stage]:
                 message[field] = None
@@ -75,11 +88,18 @@ class Pipeline:
         reasons = []
         if self.detector.backend_skips:
             reasons.append("face_detector_backend_fallback")
+        if self.face_state is not None and self.face_state.backend_skips:
+            reasons.append("face_state_backend_fallback")
         return reasons
 
     def describe(self) -> dict[str, dict[str, object]]:
         """Backend and precision each stage actually runs on (for telemetry)."""
-        return {"face_detector": self.detector.describe()}
+        described = {"face_detector": self.detector.describe()}
+        if self.face_state is not None:
+            described["face_state"] = self.face_state.describe()
+        return described
 
     def close(self) -> None:
         self.detector.close()
+        if self.face_state is not None:
+            self.face_state.close()

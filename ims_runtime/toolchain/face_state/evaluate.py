@@ -49,7 +49,7 @@ def metrics(pred: np.ndarray, target: np.ndarray, train_mean: np.ndarray, eye_cl
             mouth_open_above: float) -> dict[str, float]:
     """``pred``/``target`` (N, 9) in the image frame with openness 0..1; faces only (no negatives)."""
     baseline = np.broadcast_to(train_mean, target.shape)
-    result: dict[str, float] = {"faces": int(len(target))}
+    result: dict[str, float] = {"faces": len(target)}
     for name, p in (("model", pred), ("baseline", baseline)):
         err = angular_error_deg(p[:, 0:2], target[:, 0:2])
         result[f"{name}.gaze_angular_error_deg_mean"] = float(err.mean())

