@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     fse.add_argument("--model", help="ONNX file (default: the recipe's output)")
     fse.add_argument("--benchmark", action="store_true",
                      help="also time the stage per face against the detector per frame (ORT CPU, 1 thread)")
+    fse.add_argument("--grey", action="store_true", help="evaluate on grey copies of the held-apart crops")
     fse.set_defaults(func=cmd_eval_face_state)
     return parser
 

@@ -9,8 +9,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ims_runtime import errors
 
 _REPO = Path(__file__).resolve().parents[3]
@@ -44,20 +42,19 @@ def train_face_state(args: argparse.Namespace) -> int:
 def eval_face_state(args: argparse.Namespace) -> int:
     """Metrics table against the teachers on the held-apart clip; ``--benchmark`` adds the latency ratio."""
     from ims_runtime.toolchain.face_state import dataset, evaluate
-    from ims_runtime.toolchain.face_state.train import image_frame_targets
+    from ims_runtime.toolchain.face_state.train import evaluate_held_apart
 
     recipe, _ = _recipe(args)
     model = Path(args.model) if args.model else Path(recipe.out_dir) / f"{recipe.model_name}.onnx"
     faces, _, _ = dataset.build(shared_dir(), recipe.data, log=lambda m: print(m, flush=True))
-    train_faces = faces.subset((faces.split == "train") & ~np.isnan(faces.labels[:, 0]))
-    val = faces.subset(faces.split == "val")
-    mask = ~np.isnan(val.labels[:, 0])
-    target = image_frame_targets(val, recipe.targets)
-    pred = evaluate.predict(model, val, recipe.data.crop_size_px, recipe.data.margin_px)
-    result = evaluate.metrics(pred[mask], target[mask], image_frame_targets(train_faces, recipe.targets).mean(0),
-                              recipe.targets.eye_closed_below, recipe.targets.mouth_open_above)
-    result["confidence_auc"] = evaluate.auc(pred[mask, 8], pred[~mask, 8])
-    result.update(evaluate.jitter(pred[mask], target[mask], val.subset(mask)))
+    if args.grey:
+        import cv2
+
+        is_val = faces.split == "val"
+        faces.crops[is_val] = [cv2.cvtColor(cv2.cvtColor(c, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+                               for c in faces.crops[is_val]]
+        print("held-apart crops converted to grey (a monochrome / NIR-like camera)")
+    result = evaluate_held_apart(model, faces, recipe)
     print(evaluate.format_table(result))
     if args.benchmark:
         benchmark(model, shared_dir() / recipe.data.val_videos[0])

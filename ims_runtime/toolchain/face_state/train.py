@@ -70,8 +70,7 @@ def crop_frame_targets(faces: LabelledFaces, t: Targets) -> np.ndarray:
         gaze, head = image_to_crop_angles((float(row[0]), float(row[1])), (float(row[2]), float(row[3]),
                                                                           float(row[4])), float(faces.roll_deg[i]))
         out[i, 0:2], out[i, 2:5] = gaze, head
-    out[:, 5:7] = np.clip((faces.labels[:, 5:7] - t.ear_closed) / (t.ear_open - t.ear_closed), 0, 1)
-    out[:, 7] = np.clip((faces.labels[:, 7] - t.mar_closed) / (t.mar_open - t.mar_closed), 0, 1)
+    out[:, 5:8] = openness(faces.labels, t)
     out[:, 8] = (faces.labels[:, 8] > 0).astype(np.float32)
     return out
 
@@ -79,9 +78,29 @@ def crop_frame_targets(faces: LabelledFaces, t: Targets) -> np.ndarray:
 def image_frame_targets(faces: LabelledFaces, t: Targets) -> np.ndarray:
     """Teacher labels in the image frame with openness 0..1 (what evaluation compares against)."""
     out = faces.labels.copy()
-    out[:, 5:7] = np.clip((faces.labels[:, 5:7] - t.ear_closed) / (t.ear_open - t.ear_closed), 0, 1)
-    out[:, 7] = np.clip((faces.labels[:, 7] - t.mar_closed) / (t.mar_open - t.mar_closed), 0, 1)
+    out[:, 5:8] = openness(faces.labels, t)
     return out
+
+
+def openness(labels: np.ndarray, t: Targets) -> np.ndarray:
+    """(N, 9) teacher labels → (N, 3) left eye, right eye, mouth openness 0..1 (linear between the recipe's ratios)."""
+    eyes = np.clip((labels[:, 5:7] - t.ear_closed) / (t.ear_open - t.ear_closed), 0, 1)
+    mouth = np.clip((labels[:, 7:8] - t.mar_closed) / (t.mar_open - t.mar_closed), 0, 1)
+    return np.concatenate([eyes, mouth], axis=1)
+
+
+def evaluate_held_apart(model_path: Path, faces: LabelledFaces, recipe: TrainRecipe) -> dict:
+    """Every validation figure of ``model_path`` on the recipe's held-apart faces (see evaluate.py)."""
+    val = faces.subset(faces.split == "val")
+    mask = ~np.isnan(val.labels[:, 0])
+    target = image_frame_targets(val, recipe.targets)
+    pred = evaluate.predict(model_path, val, recipe.data.crop_size_px, recipe.data.margin_px)
+    train_faces = faces.subset((faces.split == "train") & ~np.isnan(faces.labels[:, 0]))
+    result = evaluate.metrics(pred[mask], target[mask], image_frame_targets(train_faces, recipe.targets).mean(0),
+                              recipe.targets.eye_closed_below, recipe.targets.mouth_open_above)
+    result["confidence_auc"] = evaluate.auc(pred[mask, 8], pred[~mask, 8])
+    result.update(evaluate.jitter(pred[mask], target[mask], val.subset(mask)))
+    return result
 
 
 def _batch(faces: LabelledFaces, targets: np.ndarray, idx: np.ndarray, recipe: TrainRecipe,
@@ -134,7 +153,6 @@ def train(recipe: TrainRecipe, shared: Path, recipe_path: Path | None = None, lo
     faces, label_path, data_facts = dataset.build(shared, recipe.data, log)
     targets = crop_frame_targets(faces, recipe.targets)
     train_idx = np.flatnonzero(faces.split == "train")
-    val = faces.subset(faces.split == "val")
     log(f"training on {len(train_idx)} crops ({data_facts['faces_train']} faces), validating on "
         f"{data_facts['faces_val']} faces of {data_facts['clips_val']}")
 
@@ -176,15 +194,7 @@ def train(recipe: TrainRecipe, shared: Path, recipe_path: Path | None = None, lo
     export_onnx(FaceStateExport(net), torch.zeros(1, 3, s, s), out_path, input_name="face",
                 output_names=OUTPUT_NAMES, dynamic_axes=None, metadata=meta)
 
-    mask = ~np.isnan(val.labels[:, 0])
-    val_target = image_frame_targets(val, recipe.targets)
-    pred = evaluate.predict(out_path, val, s, recipe.data.margin_px)
-    train_faces = faces.subset((faces.split == "train") & ~np.isnan(faces.labels[:, 0]))
-    train_mean = image_frame_targets(train_faces, recipe.targets).mean(0)
-    result = evaluate.metrics(pred[mask], val_target[mask], train_mean, recipe.targets.eye_closed_below,
-                              recipe.targets.mouth_open_above)
-    result["confidence_auc"] = evaluate.auc(pred[mask, 8], pred[~mask, 8])
-    result.update(evaluate.jitter(pred[mask], val_target[mask], val.subset(mask)))
+    result = evaluate_held_apart(out_path, faces, recipe)
     log(evaluate.format_table(result))
     minutes = (time.monotonic() - t_start) / 60
     entry = record(out_dir / "manifest.json", out_path, recipe=f"ims-opt train face-state --recipe {recipe_path}",
