@@ -40,6 +40,32 @@ add(Artefact(
 ))
 
 add(Artefact(
+    name="retinaface_mnet025_int8_qnn_320x192",
+    filename="retinaface_mnet025_int8_qnn_320x192.onnx",
+    description="RetinaFace-MobileNet0.25, static 320x192 input, INT8 QDQ for Qualcomm HTP (u8 activations, s8 "
+                "per-channel weights), calibrated on video00/video01",
+    build_command=("ims-opt", "quantize-qnn", "retinaface", "--input-size", "320", "192"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
+add(Artefact(
+    name="retinaface_mnet025_fp32_640x384",
+    filename="retinaface_mnet025_fp32_640x384.onnx",
+    description="RetinaFace-MobileNet0.25, FP32, static 640x384 input (for TensorRT, which builds FP16 from it)",
+    build_command=("ims-opt", "export", "retinaface", "--input-size", "640", "384"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
+
+add(Artefact(
+    name="fatigue_tcn",
+    filename="fatigue_tcn.onnx",
+    description="temporal fatigue classifier (1-D CNN, 60 s of 50 ms eye bins → KSS-equivalent + level), trained "
+                "by `ims-opt train fatigue` on the project's cited generator",
+    build_command=None,
+))
+
+add(Artefact(
     name="face_state_v1",
     filename="face_state_v1.onnx",
     description="the project's own face-state network (gaze, head pose, eye/mouth openness), FP32, 112x112 aligned "

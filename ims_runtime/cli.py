@@ -16,9 +16,13 @@ COMMAND_MODULES = [
     "ims_runtime.commands.validate",
     "ims_runtime.commands.models",
     "ims_runtime.commands.replay",
+    "ims_runtime.commands.policy_replay",
     "ims_runtime.commands.serve",
     "ims_runtime.commands.listen",
+    "ims_runtime.commands.keys",
+    "ims_runtime.commands.soak",
     "ims_runtime.commands.eval_detector",
+    "ims_runtime.commands.bench",
 ]
 
 EPILOG = """\

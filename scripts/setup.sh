@@ -12,8 +12,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   "$PY" -m venv .venv
 fi
-echo "== installing ims-runtime[toolchain,dev] (torch 2.13.0 CPU build)"
+echo "== installing ims-runtime[toolchain,dev,qnn] (torch 2.13.0 CPU build)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[toolchain,dev]"
+.venv/bin/python -m pip install -q -e ".[toolchain,dev,qnn]"
 echo "== building default model artefacts into $IMS_CACHE_DIR"
 .venv/bin/ims-runtime models build

@@ -13,7 +13,7 @@ from conftest import cli, shared
 
 from ims_runtime import catalog, errors
 from ims_runtime.spec.schema import FaceStateSpec, RoadZoneSpec
-from ims_runtime.stages.face_state import OUTPUT_NAMES, EyeClosure, FaceStateStage, on_road
+from ims_runtime.stages.face_state import OUTPUT_NAMES, EyeClosure, FaceStateStage
 from ims_runtime.types import FaceDetection, Frame
 
 HELD_APART = ("data", "videos", "video04.mp4")
@@ -193,33 +193,34 @@ def test_spec_rejects_an_inverted_hysteresis_band():
         FaceStateSpec(eye_closed_below=0.5, eye_open_above=0.3)
 
 
-# --- on road: pure scenarios ----------------------------------------------------------------------------------
+# --- on road: the stage decides with the policy's zone (one definition of the zone) -----------------------------
 
-ZONE = RoadZoneSpec(yaw_min_deg=-20, yaw_max_deg=20, pitch_min_deg=-15, pitch_max_deg=10)
+def test_on_road_uses_the_policys_zone_and_mounting_offset(model_path, real_faces):
+    """The same face is on the road for a zone centred where it looks and off it for a zone centred 45 degrees
+    away (a camera mounted far to the side)."""
+    import math
 
+    from ims_runtime.backends import open_chain
+    from ims_runtime.backends.ort_cpu import OrtCpuConfig
 
-@pytest.mark.parametrize("gaze_pitch,gaze_yaw,expected", [
-    (0, 0, True),        # straight ahead
-    (0, 35, False),      # looking at the passenger side / mirror
-    (-30, 0, False),     # looking down at a phone on the lap
-    (5, -15, True),      # inside the zone's corner
-])
-def test_on_road_without_mounting_offset(gaze_pitch, gaze_yaw, expected):
-    assert on_road(gaze_pitch, gaze_yaw, 0, 0, ZONE, 0, 0) is expected
-
-
-def test_mounting_offset_moves_the_zone():
-    # camera low on the steering column, 20 degrees below the eyes: looking down the road reads as pitch +20
-    assert on_road(20, 0, 20, 0, ZONE, 0, 20) is True
-    assert on_road(0, 0, 0, 0, ZONE, 0, 20) is False      # into the camera = 20 degrees below the road
-    # camera on the A-pillar, 30 degrees to the image's left of straight ahead
-    assert on_road(0, 30, 0, 30, ZONE, 30, 0) is True
+    frame, faces = real_faces[0][0], real_faces[0][1]
+    face = max(faces, key=lambda f: f.area_px2)
+    backend = open_chain(model_path, [OrtCpuConfig(type="ort_cpu")], "face_state").backend
+    probe = FaceStateStage(FaceStateSpec(), backend, "x").process(frame, face)
+    centred = RoadZoneSpec(center_yaw_rad=probe.gaze_yaw_rad, center_pitch_rad=probe.gaze_pitch_rad)
+    away = RoadZoneSpec(center_yaw_rad=probe.gaze_yaw_rad + math.radians(45), center_pitch_rad=probe.gaze_pitch_rad)
+    assert FaceStateStage(FaceStateSpec(), backend, "x", road_zone=centred).process(frame, face).on_road is True
+    assert FaceStateStage(FaceStateSpec(), backend, "x", road_zone=away).process(frame, face).on_road is False
 
 
-def test_head_weight_blends_head_pose_in():
-    zone = RoadZoneSpec(head_weight=1.0)
-    assert on_road(0, 40, 0, 0, zone, 0, 0) is True       # decided on head pose only
-    assert on_road(0, 0, 0, 40, zone, 0, 0) is False
+def test_unreliable_state_feeds_nothing_to_the_temporal_stage(stage, real_faces):
+    frame, faces = real_faces[0][0], real_faces[0][1]
+    state = stage.process(frame, faces[0])
+    assert set(state.to_signals()) == {"gaze_pitch_rad", "gaze_yaw_rad", "head_yaw_deg", "head_pitch_deg",
+                                       "left_open", "right_open", "mouth_open"}
+    from dataclasses import replace
+
+    assert replace(state, reliable=False).to_signals() == {}
 
 
 # --- the whole runtime path --------------------------------------------------------------------------------------

@@ -47,19 +47,23 @@ class Backend(ABC):
     def __init__(self, model_path: Path, config: BackendConfigBase) -> None:
         self.model_path = model_path
         self.config = config
+        # filled by the subclass once the model is loaded
+        self._inputs: list[TensorInfo] = []
+        self._outputs: list[TensorInfo] = []
+        self._metadata: dict[str, str] = {}
 
     @property
-    @abstractmethod
-    def inputs(self) -> list[TensorInfo]: ...
+    def inputs(self) -> list[TensorInfo]:
+        return self._inputs
 
     @property
-    @abstractmethod
-    def outputs(self) -> list[TensorInfo]: ...
+    def outputs(self) -> list[TensorInfo]:
+        return self._outputs
 
     @property
     def metadata(self) -> dict[str, str]:
         """Model facts stored in the artefact (ONNX ``metadata_props``); empty when the format has none."""
-        return {}
+        return self._metadata
 
     @property
     def placement(self) -> Placement:

@@ -77,18 +77,6 @@ class OrtCpuBackend(Backend):
         self._output_names = [o.name for o in self._outputs]
         self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
 
-    @property
-    def inputs(self) -> list[TensorInfo]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorInfo]:
-        return self._outputs
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return self._metadata
-
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._session.run(self._output_names, feeds)
 

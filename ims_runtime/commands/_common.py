@@ -49,10 +49,19 @@ def build_missing_default(exc: errors.IMSError) -> bool:
     return True
 
 
-def build_pipeline(loaded: LoadedSpec) -> Pipeline:
+def build_pipeline(loaded: LoadedSpec, live_speed: bool = False) -> Pipeline:
+    """``live_speed``: subscribe to the vehicle speed (serve); replay runs with the speed unknown."""
+    speed = None
+    if live_speed and loaded.spec.policy is not None:
+        from ims_runtime.policy.speed import SpeedSubscriber
+
+        cfg = loaded.spec.policy.speed
+        speed = SpeedSubscriber(cfg.endpoint, cfg.topic, cfg.stale_after_s)
     try:
-        return Pipeline(loaded.spec, loaded.path.parent)
+        return Pipeline(loaded.spec, loaded.path.parent, speed)
     except errors.IMSError as exc:
         if build_missing_default(exc):
-            return Pipeline(loaded.spec, loaded.path.parent)
+            return Pipeline(loaded.spec, loaded.path.parent, speed)
+        if speed is not None:
+            speed.close()
         raise

@@ -1,4 +1,5 @@
-"""``ims-runtime serve``: the daemon — build, warm up, process and publish until SIGTERM/SIGINT (exit 0)."""
+"""``ims-runtime serve``: the daemon — build, warm up, process and publish until SIGTERM/SIGINT (exit 0);
+SIGHUP re-reads the spec (a broken one is reported and the running pipeline kept). See docs/service.md."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-pace", action="store_true", help="process file sources as fast as possible "
                    "(default: at their frame rate, like a camera)")
     p.add_argument("--max-frames", type=int, help="stop after N frames (testing)")
+    p.add_argument("--sysfs-root", default="/sys", help="where power and thermal probes read sysfs (testing "
+                   "against recorded trees; default /sys)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -25,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level)
     service = Service(load(args), ServeOptions(source=args.source, loop=args.loop, pace=not args.no_pace,
-                                               max_frames=args.max_frames))
+                                               max_frames=args.max_frames, overrides=list(args.set),
+                                               sysfs_root=args.sysfs_root))
     service.install_signal_handlers()
     try:
         service.start()

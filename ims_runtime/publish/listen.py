@@ -5,20 +5,28 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 import zmq
 
 from ims_runtime import messages
+from ims_runtime.publish.security import client_socket_options
 
 
 def listen(endpoint: str, topics: list[str], out: TextIO = sys.stdout, count: int | None = None,
            timeout_s: float | None = None, pretty: bool = False,
-           should_stop: Callable[[], bool] = lambda: False) -> int:
-    """Print ``{"topic": ..., "message": {...}}`` per line. Returns how many were printed."""
+           should_stop: Callable[[], bool] = lambda: False,
+           curve_keys: tuple[Path, Path] | None = None) -> int:
+    """Print ``{"topic": ..., "message": {...}}`` per line. Returns how many were printed.
+
+    ``curve_keys``: (server public certificate, this client's secret certificate) for a CURVE endpoint.
+    """
     context = zmq.Context.instance()
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
+    if curve_keys is not None:
+        client_socket_options(sub, *curve_keys)
     for topic in topics or [""]:
         sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
     sub.connect(endpoint)

@@ -14,6 +14,7 @@ from typing import Any
 import zmq
 
 from ims_runtime import errors, messages
+from ims_runtime.publish.security import CurveServer, private_ipc_socket
 
 
 def _ipc_in_use(endpoint: str) -> bool:
@@ -32,8 +33,11 @@ def _ipc_in_use(endpoint: str) -> bool:
 
 
 class Publisher:
-    def __init__(self, endpoint: str, send_hwm_msgs: int = 64, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, send_hwm_msgs: int = 64, context: zmq.Context | None = None,
+                 curve: CurveServer | None = None) -> None:
+        """``curve``: make the socket a CURVE server (encryption + client authentication) before binding."""
         self.endpoint = endpoint
+        self.curve = curve
         self._context = context or zmq.Context.instance()
         if endpoint.startswith("ipc://") and _ipc_in_use(endpoint):
             raise errors.IMSError(errors.PUBLISH_ENDPOINT_IN_USE, f"{endpoint} is already in use by another "
@@ -41,10 +45,15 @@ class Publisher:
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, send_hwm_msgs)
         self._socket.setsockopt(zmq.LINGER, 0)  # never hang on exit waiting for a subscriber
+        if curve is not None:
+            curve.apply(self._socket)
         try:
-            self._socket.bind(endpoint)
+            with private_ipc_socket(endpoint):
+                self._socket.bind(endpoint)
         except zmq.ZMQError as exc:
             self._socket.close(0)
+            if curve is not None:
+                curve.close()
             if exc.errno == errno.EADDRINUSE:
                 raise errors.IMSError(errors.PUBLISH_ENDPOINT_IN_USE, f"{endpoint} is already in use",
                                       "stop the other process or set publish.endpoint") from exc
@@ -70,3 +79,6 @@ class Publisher:
     def close(self) -> None:
         if self._socket is not None and not self._socket.closed:
             self._socket.close(0)
+        if self.curve is not None:
+            self.curve.close()
+            self.curve = None

@@ -117,26 +117,9 @@ class DetectorSpec(ModelStageSpec):
         return value
 
 
-class RoadZoneSpec(StrictModel):
-    """Where "eyes on the road" is, as gaze angles in the driver's frame (0, 0 = straight ahead along the car)."""
-
-    yaw_min_deg: float = Field(-20.0, ge=-90, le=90, description="left edge of the zone, degrees (yaw > 0 = toward "
-                               "the image's right edge, the driver's left for a camera facing the driver)")
-    yaw_max_deg: float = Field(20.0, ge=-90, le=90, description="right edge of the zone, degrees")
-    pitch_min_deg: float = Field(-15.0, ge=-90, le=90, description="lower edge of the zone, degrees (pitch > 0 = up)")
-    pitch_max_deg: float = Field(10.0, ge=-90, le=90, description="upper edge of the zone, degrees")
-    head_weight: float = Field(0.0, ge=0, le=1, description="0: decide on gaze alone; 1: on head pose alone; "
-                               "between: on the weighted mix (head pose is steadier, gaze is what counts)")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RoadZoneSpec:
-        if self.yaw_max_deg <= self.yaw_min_deg or self.pitch_max_deg <= self.pitch_min_deg:
-            raise ValueError("need yaw_min_deg < yaw_max_deg and pitch_min_deg < pitch_max_deg")
-        return self
-
-
 class FaceStateSpec(ModelStageSpec):
-    """The face-state network on the aligned face crop: gaze, head pose, eye and mouth openness."""
+    """The face-state network on the aligned face crop: gaze, head pose, eye and mouth openness. Its ``on_road``
+    uses the policy's ``road_zone`` (which carries the camera's mounting offset), so there is one zone."""
 
     model: str = "face_state_v1"
     crop_size_px: int = Field(112, ge=32, le=512, description="side of the aligned square crop, pixels (must match "
@@ -147,12 +130,6 @@ class FaceStateSpec(ModelStageSpec):
                                   "openness (0..1): the gap is the hysteresis")
     min_confidence: float = Field(0.3, ge=0, le=1, description="below this network confidence (0..1) the face "
                                   "state is reported but marked unreliable")
-    camera_yaw_offset_deg: float = Field(0.0, ge=-90, le=90, description="camera mounting: the yaw (degrees, "
-                                         "camera-frame convention) a gaze straight down the road has")
-    camera_pitch_offset_deg: float = Field(0.0, ge=-90, le=90, description="camera mounting: the pitch (degrees) a "
-                                           "gaze straight down the road has (e.g. +15 for a camera low on the column)")
-    road_zone: RoadZoneSpec = Field(default_factory=RoadZoneSpec, description="the on-road zone, degrees, relative "
-                                    "to straight down the road")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> FaceStateSpec:
@@ -161,10 +138,66 @@ class FaceStateSpec(ModelStageSpec):
         return self
 
 
+class FatigueWindowSpec(StrictModel):
+    """How per-frame signals become fatigue features (``ims_runtime.temporal``). The fatigue model was trained
+    with these defaults: change ``window_s``/``bin_s`` only together with a retrained model (the model's metadata
+    records them and the stage checks)."""
+
+    window_s: float = Field(60.0, gt=0, le=600, description="feature window in seconds (PERCLOS is over 60 s, "
+                            "Dinges & Grace 1998)")
+    bin_s: float = Field(0.05, gt=0, le=1, description="time-bin width of the ring buffer, seconds")
+    closed_below: float = Field(0.2, gt=0, lt=1, description="openness (0..1) below which an eye counts as "
+                                "closed: 0.2 = at least 80 % closed, PERCLOS's P80 definition")
+    microsleep_min_s: float = Field(0.5, gt=0, le=5, description="a closure at least this long (seconds) is a "
+                                    "microsleep, shorter ones are blinks (dms-requirements.md)")
+    max_gap_s: float = Field(0.5, gt=0, le=10, description="samples further apart than this (seconds) leave a "
+                             "gap: an event spanning it (blink, yawn, nod) is discarded, not guessed")
+    min_coverage_s: float = Field(20.0, ge=0, le=600, description="eye data needed in the window (seconds) "
+                                  "before a fatigue level other than `unknown` is published")
+    yawn_mouth_open: float = Field(0.5, gt=0, lt=1, description="mouth openness (0..1) counted as a yawn")
+    yawn_min_s: float = Field(2.0, gt=0, le=20, description="mouth open at least this long (seconds) = a yawn")
+    nod_drop_deg: float = Field(15.0, gt=0, le=90, description="head pitch this far below its running baseline "
+                                "(degrees) starts a nod")
+    nod_max_s: float = Field(2.0, gt=0, le=10, description="a nod returns above half the drop within this time "
+                             "(seconds); longer is a head drop, not counted as a nod")
+    nod_baseline_tau_s: float = Field(10.0, gt=0, le=600, description="time constant of the head-pitch "
+                                      "baseline (seconds, exponential)")
+
+
+class FatigueStageSpec(ModelStageSpec):
+    """Temporal fatigue classifier (a 1-D CNN over the binned eye signals) and its rule-based reference."""
+
+    model: str = "fatigue_tcn"
+    window: FatigueWindowSpec = Field(default_factory=FatigueWindowSpec)
+    estimator: Literal["model", "rules"] = Field(
+        "model", description="which estimate drives the level: the network, or the transparent PERCLOS / "
+        "blink-duration rules (both are always published)")
+    run_interval_s: float = Field(1.0, gt=0, le=60, description="seconds between classifier runs; the estimate "
+                                  "is held in between (fatigue changes over minutes)")
+
+
 class StagesSpec(StrictModel):
     face_detector: DetectorSpec = Field(default_factory=DetectorSpec)
     face_state: FaceStateSpec | None = Field(None, description="gaze / head pose / eyes on the driver's face; "
                                              "null = stage off")
+    fatigue: FatigueStageSpec | None = Field(None, description="temporal fatigue stage; null = off")
+
+
+#: tcp:// hosts that only this machine can reach (no CURVE needed)
+LOOPBACK_HOSTS = ("127.0.0.1", "[::1]", "localhost")
+
+
+class CurveSpec(StrictModel):
+    """ZeroMQ CURVE encryption and client authentication (required for ``tcp://`` beyond loopback).
+
+    Key files are ZeroMQ certificates as ``zmq.auth.create_certificates`` (or ``ims-runtime keys``) writes them;
+    the secret key file must not be readable by group or others, or the service refuses to start.
+    """
+
+    server_secret_key_file: str = Field(description="the service's certificate with its secret key "
+                                        "(``*.key_secret``, mode 0600)")
+    authorized_clients_dir: str = Field(description="folder of the public certificates (``*.key``) of the "
+                                        "subscribers allowed to connect; any other client receives nothing")
 
 
 class PublishSpec(StrictModel):
@@ -173,6 +206,8 @@ class PublishSpec(StrictModel):
     send_hwm_msgs: int = Field(64, ge=1, le=100000, description="send high-water mark (messages); beyond it "
                                "messages are dropped and counted, never blocking the frame loop")
     telemetry_interval_s: float = Field(1.0, gt=0, le=3600, description="seconds between telemetry messages")
+    curve: CurveSpec | None = Field(None, description="CURVE encryption + authentication; required for tcp:// "
+                                    "endpoints other than loopback (127.0.0.1, [::1], localhost)")
 
     @field_validator("endpoint")
     @classmethod
@@ -180,6 +215,132 @@ class PublishSpec(StrictModel):
         if not (value.startswith(("ipc://", "tcp://"))):
             raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _tcp_needs_curve(self) -> PublishSpec:
+        host = self.endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
+        if self.endpoint.startswith("tcp://") and self.curve is None and host not in LOOPBACK_HOSTS:
+            raise ValueError(f"{self.endpoint} is reachable from other machines: configure publish.curve "
+                             "(server key + authorized client keys) or bind to 127.0.0.1")
+        return self
+
+
+class BudgetSpec(StrictModel):
+    """Resource budget checked continuously at each telemetry tick; violations are published and logged.
+
+    The article's deployment example: ``latency_ms_max: 20, fps_min: 50, power_w_max: 1.5, rss_mb_max: 200``.
+    A limit left null is not checked.
+    """
+
+    latency_ms_max: float | None = Field(None, gt=0, description="per-frame total pipeline latency, ms, "
+                                         "checked on the p95 of the telemetry window")
+    fps_min: float | None = Field(None, gt=0, description="output frames per second over the telemetry interval")
+    power_w_max: float | None = Field(None, gt=0, description="measured power in watts (skipped when no probe)")
+    rss_mb_max: float | None = Field(None, gt=0, description="resident memory of the process, MiB")
+
+
+class ServiceSpec(StrictModel):
+    """How ``serve`` schedules frames."""
+
+    queue_frames: int = Field(1, ge=1, le=64, description="frames buffered between capture and processing; when "
+                              "processing is slower than the camera the oldest is dropped (newest wins)")
+    max_fps: float | None = Field(None, gt=0, le=240, description="process at most this many frames per second "
+                                  "(frames in between are dropped and counted); null = as fast as frames come")
+
+
+class RoadZoneSpec(StrictModel):
+    """Where the driver's eyes count as on the road, in the camera's angle frame (see docs/policy.md)."""
+
+    center_yaw_rad: float = Field(0.0, ge=-1.6, le=1.6, description="gaze yaw of the road centre as the camera "
+                                  "sees it (radians; the camera's mounting offset)")
+    center_pitch_rad: float = Field(0.0, ge=-1.6, le=1.6, description="gaze pitch of the road centre (radians)")
+    yaw_limit_rad: float = Field(0.402, gt=0, le=1.6, description="half-width of the zone in yaw (radians); "
+                                 "openpilot's head-pose limit 0.402 rad")
+    pitch_limit_rad: float = Field(0.313, gt=0, le=1.6, description="half-height of the zone in pitch (radians); "
+                                   "openpilot's limit 0.313 rad")
+    head_pose_fallback: bool = Field(True, description="without gaze angles, judge the zone from the head pose "
+                                     "(same limits)")
+
+
+class SpeedSourceSpec(StrictModel):
+    """Vehicle speed on the vehicle: a ZeroMQ SUB socket (messages: topic frame, then JSON {speed_kmh, t_ns})."""
+
+    endpoint: str = Field("ipc:///tmp/ims-vehicle.sock", description="ZeroMQ endpoint the vehicle gateway "
+                          "publishes on (ipc:// or tcp://); the service connects to it")
+    topic: str = Field("vehicle", min_length=1, description="ZeroMQ topic of the speed messages")
+    stale_after_s: float = Field(1.0, gt=0, le=60, description="a speed older than this (seconds, by its t_ns "
+                                 "against the frame's t_capture_ns, same monotonic clock) is unknown")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _transport(cls, value: str) -> str:
+        if not value.startswith(("ipc://", "tcp://")):
+            raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
+        return value
+
+
+class PolicySpec(StrictModel):
+    """Driver-monitoring policy thresholds: each with its unit and source (numbers: docs/policy.md,
+    ../shared/docs/dms-requirements.md). The policy is pure; these are its only settings."""
+
+    road_zone: RoadZoneSpec = Field(default_factory=RoadZoneSpec)
+    long_distraction_s: float = Field(3.0, gt=0, le=30, description="single glance away at least this long "
+                                      "(seconds) → long_distraction (Euro NCAP 2026)")
+    vats_window_s: float = Field(30.0, gt=0, le=300, description="VATS sliding window (seconds, Euro NCAP 2026)")
+    vats_limit_s: float = Field(10.0, gt=0, le=300, description="more than this much eyes-off-road time "
+                                "(seconds) inside the window → vats_distraction (Euro NCAP 2026)")
+    distraction_min_speed_kmh: float = Field(10.0, ge=0, le=200, description="Euro NCAP distraction rules and "
+                                             "driver_absent act at or above this speed (km/h; project default, "
+                                             "unconfirmed from the protocol)")
+    addw_band_kmh: tuple[float, float] = Field((20.0, 50.0), description="ADDW low-speed band (km/h, EU "
+                                               "2023/2590): glance limit addw_low_limit_s inside, "
+                                               "addw_high_limit_s above it, inactive below")
+    addw_low_limit_s: float = Field(6.0, gt=0, le=30, description="ADDW glance limit in the band (seconds)")
+    addw_high_limit_s: float = Field(3.5, gt=0, le=30, description="ADDW glance limit above the band (seconds)")
+    drowsiness_min_speed_kmh: float = Field(50.0, ge=0, le=200, description="drowsiness warns at or above this "
+                                            "speed (km/h): Euro NCAP 2026 ≥ 50; covers DDAW's 'active above 70'")
+    drowsiness_warn_kss: float = Field(7.0, ge=5, le=8, description="KSS-equivalent that warns (DDAW EU "
+                                       "2021/1341: must at 8, may at 7; Euro NCAP: 7)")
+    drowsiness_clear_margin_kss: float = Field(0.5, ge=0, le=3, description="hysteresis: the alert clears below "
+                                               "drowsiness_warn_kss minus this")
+    drowsiness_clear_s: float = Field(30.0, ge=0, le=600, description="...for this long (seconds)")
+    microsleep_closed_s: float = Field(2.0, gt=0, le=10, description="eyes closed at least this long (seconds) "
+                                       "→ microsleep (production default, Kia FAW manual; unconfirmed by Euro NCAP)")
+    microsleep_min_speed_kmh: float = Field(10.0, ge=0, le=200, description="microsleep acts at or above this "
+                                            "speed (km/h)")
+    microsleep_clear_open_s: float = Field(1.0, ge=0, le=30, description="eyes open this long (seconds) clears "
+                                           "a microsleep alert")
+    clear_on_road_s: float = Field(2.0, ge=0, le=30, description="continuous on-road gaze (seconds) that clears "
+                                   "a distraction alert")
+    escalation_s: tuple[float, ...] = Field((3.0, 6.0), description="alert level rises by one at each of these "
+                                            "times after its onset (seconds; level 1 → 2 → 3)")
+    face_lost_grace_s: float = Field(0.5, ge=0, le=5, description="losses of the face (or frame gaps) up to "
+                                     "this long (seconds) hold the glance timers instead of resetting them")
+    min_face_confidence: float = Field(0.5, ge=0, le=1, description="face/face-state confidence below this "
+                                       "makes the frame unusable for the policy")
+    unavailable_after_s: float = Field(1.0, ge=0, le=60, description="unusable for this long (seconds) → "
+                                       "availability temporarily_unavailable (ADDW temporary failure warning)")
+    failed_after_s: float = Field(60.0, gt=0, le=3600, description="unusable for this long (seconds) → "
+                                  "availability failed (ADDW permanent failure warning; project default)")
+    driver_absent_after_s: float = Field(3.0, ge=0, le=60, description="no face this long (seconds) → "
+                                         "driver_absent alert")
+    camera_blocked_after_s: float = Field(3.0, ge=0, le=60, description="camera blocked this long (seconds) "
+                                          "→ camera_blocked alert")
+    unknown_speed: Literal["assume_moving", "suppress"] = Field(
+        "assume_moving", description="speed unknown or stale: assume_moving = every speed-gated rule acts "
+        "(ADDW with its stricter limit), fail-safe; suppress = speed-gated rules do not raise")
+    speed: SpeedSourceSpec = Field(default_factory=SpeedSourceSpec)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PolicySpec:
+        low, high = self.addw_band_kmh
+        if not 0 <= low < high:
+            raise ValueError("addw_band_kmh must be (low, high) with 0 <= low < high")
+        if list(self.escalation_s) != sorted(self.escalation_s):
+            raise ValueError("escalation_s must be increasing")
+        if self.failed_after_s <= self.unavailable_after_s:
+            raise ValueError("failed_after_s must exceed unavailable_after_s")
+        return self
 
 
 class Spec(StrictModel):
@@ -191,3 +352,6 @@ class Spec(StrictModel):
     source: SourceSpec = Field(default_factory=SourceSpec)
     stages: StagesSpec = Field(default_factory=StagesSpec)
     publish: PublishSpec = Field(default_factory=PublishSpec)
+    policy: PolicySpec | None = Field(None, description="driver-monitoring policy (alerts); null = off")
+    budget: BudgetSpec | None = Field(None, description="resource budget checked continuously (null: none)")
+    service: ServiceSpec = Field(default_factory=ServiceSpec, description="frame scheduling in serve")

@@ -2,13 +2,13 @@
 
 align (5 landmarks → canonical 112x112 crop, one warpAffine) → the project's own face-state network
 (``models/face_state_v1.onnx``, distilled from MediaPipe FaceMesh and Intel OMZ teachers; see docs/face-state.md)
-→ angles back to the image frame → eyes-closed with hysteresis (per-driver state) → on-road against the spec's road
-zone after removing the camera's mounting offset.
+→ angles back to the image frame → eyes-closed with hysteresis (per-driver state) → on-road against the policy's
+road zone (``policy.road_zone``, centred on the camera's mounting offset; the policy's own ``on_road`` decides, so
+there is one definition of the zone).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +16,10 @@ import numpy as np
 
 from ims_runtime import catalog, errors
 from ims_runtime.backends import Backend, open_chain
+from ims_runtime.policy.road_zone import on_road
 from ims_runtime.spec.schema import FaceStateSpec, RoadZoneSpec
 from ims_runtime.stages.alignment import align_face, crop_to_image_angles
+from ims_runtime.temporal.signals import FrameSignals
 from ims_runtime.types import FaceDetection, Frame
 
 #: output names of the network, in the order the stage reads them (see toolchain/face_state/model.py)
@@ -65,6 +67,16 @@ class FaceState:
             "face_state": {"confidence": round(self.confidence, 3), "reliable": self.reliable},
         }
 
+    def to_signals(self) -> dict[str, object]:
+        """The :class:`ims_runtime.temporal.signals.FrameSignals` fields this state provides. An unreliable state
+        (low network confidence) provides none, so the temporal stage sees missing data rather than bad data."""
+        if not self.reliable:
+            return {}
+        # on_road is left to the policy: it decides from the same gaze with the same zone
+        return {"gaze_pitch_rad": self.gaze_pitch_rad, "gaze_yaw_rad": self.gaze_yaw_rad,
+                "head_yaw_deg": self.head_yaw_deg, "head_pitch_deg": self.head_pitch_deg,
+                "left_open": self.left_eye_open, "right_open": self.right_eye_open, "mouth_open": self.mouth_open}
+
 
 class EyeClosure:
     """Eyes-closed decision with hysteresis on the mean openness of both eyes. Pure; state is one boolean.
@@ -90,16 +102,6 @@ class EyeClosure:
         elif not self.closed and mean < self.closed_below:
             self.closed = True
         return self.closed
-
-
-def on_road(gaze_pitch_deg: float, gaze_yaw_deg: float, head_pitch_deg: float, head_yaw_deg: float,
-            zone: RoadZoneSpec, camera_yaw_offset_deg: float, camera_pitch_offset_deg: float) -> bool:
-    """Whether the (gaze, head) direction falls in the road zone. Angles in degrees, camera frame; the mounting
-    offset (the camera-frame direction of "straight down the road") is subtracted first."""
-    w = zone.head_weight
-    yaw = (1 - w) * gaze_yaw_deg + w * head_yaw_deg - camera_yaw_offset_deg
-    pitch = (1 - w) * gaze_pitch_deg + w * head_pitch_deg - camera_pitch_offset_deg
-    return zone.yaw_min_deg <= yaw <= zone.yaw_max_deg and zone.pitch_min_deg <= pitch <= zone.pitch_max_deg
 
 
 class FaceStateModel:
@@ -151,19 +153,22 @@ class FaceStateStage:
     name = "face_state"
 
     def __init__(self, spec: FaceStateSpec, backend: Backend, model_sha256: str,
-                 backend_skips: list | None = None) -> None:
+                 backend_skips: list | None = None, road_zone: RoadZoneSpec | None = None) -> None:
         self.spec = spec
+        self.road_zone = road_zone or RoadZoneSpec()
         self.model = FaceStateModel(backend, spec.crop_size_px)
         self.model_sha256 = model_sha256
         self.backend_skips = backend_skips or []
         self.eyes = EyeClosure(spec.eye_closed_below, spec.eye_open_above)
 
     @classmethod
-    def from_spec(cls, spec: FaceStateSpec, spec_dir: Path | None = None) -> FaceStateStage:
+    def from_spec(cls, spec: FaceStateSpec, spec_dir: Path | None = None,
+                  road_zone: RoadZoneSpec | None = None) -> FaceStateStage:
+        """``road_zone``: the spec's ``policy.road_zone`` (default zone when the policy is off)."""
         path = catalog.resolve(spec.model, spec_dir)
         sha = catalog.check_sha256(path, spec.sha256)
         opened = open_chain(path, list(spec.backends), cls.name)
-        return cls(spec, opened.backend, sha, opened.skipped)
+        return cls(spec, opened.backend, sha, opened.skipped, road_zone)
 
     def warmup(self, runs: int = 3) -> None:
         s = self.spec.crop_size_px
@@ -182,8 +187,9 @@ class FaceStateStage:
         (g_pitch, g_yaw), (h_yaw, h_pitch, h_roll) = crop_to_image_angles(
             pred.gaze_pitch_yaw_rad, pred.head_yaw_pitch_roll_deg, aligned.roll_deg)
         left, right = pred.eye_open_left_right
-        road = on_road(math.degrees(g_pitch), math.degrees(g_yaw), h_pitch, h_yaw, self.spec.road_zone,
-                       self.spec.camera_yaw_offset_deg, self.spec.camera_pitch_offset_deg)
+        road = bool(on_road(FrameSignals(t_ns=frame.t_capture_ns, face_present=True, gaze_pitch_rad=g_pitch,
+                                         gaze_yaw_rad=g_yaw, head_yaw_deg=h_yaw, head_pitch_deg=h_pitch),
+                            self.road_zone))
         return FaceState(gaze_pitch_rad=g_pitch, gaze_yaw_rad=g_yaw, on_road=road, head_yaw_deg=h_yaw,
                          head_pitch_deg=h_pitch, head_roll_deg=h_roll, left_eye_open=left, right_eye_open=right,
                          eyes_closed=self.eyes.update(left, right), mouth_open=pred.mouth_open,

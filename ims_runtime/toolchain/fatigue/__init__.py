@@ -1,0 +1,1 @@
+"""Fatigue classifier toolchain: synthetic eye-signal generator (cited relationships), training, export."""
