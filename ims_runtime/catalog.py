@@ -75,6 +75,14 @@ add(Artefact(
     build_command=None,
 ))
 
+add(Artefact(
+    name="face_state_v1",
+    filename="face_state_v1.onnx",
+    description="the project's own face-state network (gaze, head pose, eye/mouth openness), FP32, 112x112 aligned "
+                "crop; trained by `ims-opt train face-state` (distilled from MediaPipe FaceMesh and Intel OMZ)",
+    build_command=None,
+))
+
 
 def lookup(ref: str) -> Artefact | None:
     if ref in CATALOG:

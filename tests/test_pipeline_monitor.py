@@ -23,9 +23,9 @@ def test_replayed_clip_fills_the_monitor_fields(dev_spec, clip):
         assert set(m["distraction"]) == {"state", "on_road", "eyes_off_road_s", "vats_30s_s"}
         assert isinstance(m["alerts"], list) and m["availability"] in ("ok", "temporarily_unavailable", "failed")
         assert m["latency_ms"]["fatigue_policy"] >= 0
-    # a face is found but no face-state stage measures eyes or gaze yet: nothing is made up
-    assert last["face"]["present"] is True
+    # the face-state stage measures eyes and gaze; 45 frames (1.5 s) are too few for a fatigue level or an alert
+    assert last["face"]["present"] is True and last["gaze"] is not None
     assert last["fatigue"]["valid"] is False and last["fatigue"]["level"] == "unknown"
-    assert last["fatigue"]["eyes_measured"] is False and last["distraction"]["state"] == "unknown"
-    assert first["availability"] == "ok" and last["availability"] == "temporarily_unavailable"
+    assert last["fatigue"]["eyes_measured"] is True and last["distraction"]["state"] != "unknown"
+    assert first["availability"] == "ok" and last["availability"] == "ok"
     assert not any(a["type"].endswith("distraction") for m in messages for a in m["alerts"])

@@ -15,12 +15,13 @@ from ims_runtime import messages
 from ims_runtime.monitor import DriverMonitor, FrameSignals
 from ims_runtime.spec import Spec
 from ims_runtime.stages.face_detector import FaceDetector
+from ims_runtime.stages.face_state import FaceStateStage
 from ims_runtime.types import Detections, Frame
 
 #: message fields each optional stage fills; null while the stage is off (``policy`` is the spec's top-level
 #: ``policy`` section, the others are under ``stages``)
 OPTIONAL_STAGE_FIELDS = {
-    "face_state": ("gaze", "head_pose", "eyes", "mouth"),
+    "face_state": ("gaze", "head_pose", "eyes", "mouth", "face_state"),
     "fatigue": ("fatigue",),
     "policy": ("distraction", "alerts", "availability"),
 }
@@ -58,6 +59,9 @@ class Pipeline:
     def __init__(self, spec: Spec, spec_dir: Path | None = None, speed: SpeedProvider | None = None) -> None:
         self.spec = spec
         self.detector = FaceDetector.from_spec(spec.stages.face_detector, spec_dir)
+        self.face_state = (FaceStateStage.from_spec(spec.stages.face_state, spec_dir,
+                                                    spec.policy.road_zone if spec.policy is not None else None)
+                           if spec.stages.face_state is not None else None)
         self.stages_off = [name for name in OPTIONAL_STAGE_FIELDS
                            if getattr(spec.stages, name, getattr(spec, name, None)) is None]
         self.monitor = DriverMonitor.from_spec(spec, spec_dir)
@@ -66,10 +70,14 @@ class Pipeline:
 
     def warmup(self, runs: int = 3) -> None:
         self.detector.warmup(runs)
+        if self.face_state is not None:
+            self.face_state.warmup(runs)
 
     def reset(self) -> None:
         """Forget per-driver state (tracking, temporal history) before a new or restarted source."""
         self.detector.reset()
+        if self.face_state is not None:
+            self.face_state.reset()
         self.monitor.reset()
 
     def process(self, frame: Frame) -> dict[str, Any]:
@@ -78,11 +86,18 @@ class Pipeline:
         detections = self.detector.detect(frame)
         t1 = time.perf_counter_ns()
         latency_ms = {"face_detector": (t1 - t0) / 1e6}
+        state = None
+        if self.face_state is not None:
+            # the driver's face only; process(frame, None) resets the per-driver state (eye-closure hysteresis)
+            state = self.face_state.process(frame, detections.driver)
+            latency_ms["face_state"] = (time.perf_counter_ns() - t1) / 1e6
         monitor_fields: dict[str, Any] = {}
         if self.monitor.enabled:
+            t2 = time.perf_counter_ns()
             speed_kmh = self.speed.speed_at(frame.t_capture_ns) if self.speed is not None else None
-            monitor_fields = self.monitor.update(frame_signals(frame, detections), speed_kmh)
-            latency_ms["fatigue_policy"] = (time.perf_counter_ns() - t1) / 1e6
+            signals = state.to_signals() if state is not None else None
+            monitor_fields = self.monitor.update(frame_signals(frame, detections, signals), speed_kmh)
+            latency_ms["fatigue_policy"] = (time.perf_counter_ns() - t2) / 1e6
         message: dict[str, Any] = {
             "schema_version": messages.SCHEMA_VERSION,
             "frame_id": frame.frame_id,
@@ -94,6 +109,10 @@ class Pipeline:
             "face": face_message(detections),
             **monitor_fields,
         }
+        if self.face_state is not None:
+            fields = state.to_message() if state is not None else {}
+            for field in OPTIONAL_STAGE_FIELDS["face_state"]:
+                message[field] = fields.get(field)
         for stage in self.stages_off:
             for field in OPTIONAL_STAGE_FIELDS[stage]:
                 message[field] = None
@@ -106,14 +125,21 @@ class Pipeline:
         reasons = []
         if self.detector.backend_skips:
             reasons.append("face_detector_backend_fallback")
+        if self.face_state is not None and self.face_state.backend_skips:
+            reasons.append("face_state_backend_fallback")
         return reasons
 
     def describe(self) -> dict[str, dict[str, object]]:
         """Backend and precision each stage actually runs on (for telemetry)."""
-        return {"face_detector": self.detector.describe()}
+        described = {"face_detector": self.detector.describe()}
+        if self.face_state is not None:
+            described["face_state"] = self.face_state.describe()
+        return described
 
     def close(self) -> None:
         self.detector.close()
+        if self.face_state is not None:
+            self.face_state.close()
         self.monitor.close()
         if self.speed is not None and hasattr(self.speed, "close"):
             self.speed.close()

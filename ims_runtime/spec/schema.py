@@ -117,6 +117,27 @@ class DetectorSpec(ModelStageSpec):
         return value
 
 
+class FaceStateSpec(ModelStageSpec):
+    """The face-state network on the aligned face crop: gaze, head pose, eye and mouth openness. Its ``on_road``
+    uses the policy's ``road_zone`` (which carries the camera's mounting offset), so there is one zone."""
+
+    model: str = "face_state_v1"
+    crop_size_px: int = Field(112, ge=32, le=512, description="side of the aligned square crop, pixels (must match "
+                              "the model's input)")
+    eye_closed_below: float = Field(0.25, gt=0, lt=1, description="both eyes count as closed when their mean "
+                                    "openness (0..1) drops below this")
+    eye_open_above: float = Field(0.4, gt=0, lt=1, description="closed eyes count as open again only above this "
+                                  "openness (0..1): the gap is the hysteresis")
+    min_confidence: float = Field(0.3, ge=0, le=1, description="below this network confidence (0..1) the face "
+                                  "state is reported but marked unreliable")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> FaceStateSpec:
+        if self.eye_open_above <= self.eye_closed_below:
+            raise ValueError("need eye_closed_below < eye_open_above (the hysteresis band)")
+        return self
+
+
 class FatigueWindowSpec(StrictModel):
     """How per-frame signals become fatigue features (``ims_runtime.temporal``). The fatigue model was trained
     with these defaults: change ``window_s``/``bin_s`` only together with a retrained model (the model's metadata
@@ -157,6 +178,8 @@ class FatigueStageSpec(ModelStageSpec):
 
 class StagesSpec(StrictModel):
     face_detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    face_state: FaceStateSpec | None = Field(None, description="gaze / head pose / eyes on the driver's face; "
+                                             "null = stage off")
     fatigue: FatigueStageSpec | None = Field(None, description="temporal fatigue stage; null = off")
 
 

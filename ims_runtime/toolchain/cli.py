@@ -160,6 +160,18 @@ def cmd_train_fatigue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_face_state(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.face_state.cli import train_face_state
+
+    return train_face_state(args)
+
+
+def cmd_eval_face_state(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.face_state.cli import eval_face_state
+
+    return eval_face_state(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ims-opt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     fatigue.add_argument("--recipe", default="deploy/recipes/fatigue.yaml", help="training recipe (YAML)")
     fatigue.add_argument("--out", help="output .onnx (default: the recipe's `out`, i.e. models/)")
     fatigue.set_defaults(func=cmd_train_fatigue)
+    fs = train_sub.add_parser("face-state", help="the face-state network, distilled from the teachers")
+    fs.add_argument("--recipe", default="deploy/recipes/face-state.yaml", help="training recipe (YAML)")
+    fs.add_argument("--epochs", type=int, help="override the recipe's epoch count (quick checks)")
+    fs.add_argument("--out-dir", help="override the recipe's output folder")
+    fs.set_defaults(func=cmd_train_face_state)
 
     build = sub.add_parser("build", help="build catalogue artefacts that are missing (idempotent)")
     build.add_argument("names", nargs="*", help="catalogue names (default: all buildable)")
@@ -211,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("recipes", nargs="*", help="recipe names (default: every one with results in the cache)")
     report.add_argument("--out", default="reports/optimisation", help="output folder (default reports/optimisation)")
     report.set_defaults(func=cmd_report)
+
+    evaluate = sub.add_parser("eval", help="measure a trained network on held-apart data")
+    eval_sub = evaluate.add_subparsers(dest="model", required=True)
+    fse = eval_sub.add_parser("face-state", help="face-state model vs the teachers on the held-apart clip")
+    fse.add_argument("--recipe", default="deploy/recipes/face-state.yaml", help="recipe naming the data")
+    fse.add_argument("--model", help="ONNX file (default: the recipe's output)")
+    fse.add_argument("--benchmark", action="store_true",
+                     help="also time the stage per face against the detector per frame (ORT CPU, 1 thread)")
+    fse.add_argument("--grey", action="store_true", help="evaluate on grey copies of the held-apart crops")
+    fse.set_defaults(func=cmd_eval_face_state)
     return parser
 
 
