@@ -72,6 +72,17 @@ def detector(dev_spec):
     det.close()
 
 
+@pytest.fixture(scope="session")
+def reference_detector(detector_model):
+    """The FP32 reference detector (dev-cpu-fp32.yaml): the alignment the face-state network was trained on."""
+    from ims_runtime.spec import load_spec
+    from ims_runtime.stages.face_detector import FaceDetector
+
+    det = FaceDetector.from_spec(load_spec(SPECS / "dev-cpu-fp32.yaml").spec.stages.face_detector)
+    yield det
+    det.close()
+
+
 @pytest.fixture
 def clip() -> Path:
     return shared("data", "videos", "video01.mp4")

@@ -58,14 +58,17 @@ def _faces_and_mirror(detector, clip, indices):
     return result
 
 
+# The stage's own behaviour is pinned on the FP32 reference detector's landmarks (what the network was trained
+# on). The deployed INT8 detector moves landmarks by a few pixels, and the network's confidence is sensitive to
+# that on turned faces (video04 frame 120: 0.59 → 0.29): measured and reported in docs/face-state.md.
 @pytest.fixture(scope="module")
-def real_faces(detector):
-    return _faces_and_mirror(detector, HELD_APART, {0, 40, 80, 120, 160})
+def real_faces(reference_detector):
+    return _faces_and_mirror(reference_detector, HELD_APART, {0, 40, 80, 120, 160})
 
 
 @pytest.fixture(scope="module")
-def turned_faces(detector):
-    return _faces_and_mirror(detector, TURNED_FACES, {0, 50, 100, 150})
+def turned_faces(reference_detector):
+    return _faces_and_mirror(reference_detector, TURNED_FACES, {0, 50, 100, 150})
 
 
 def test_model_io_contract(model_path):

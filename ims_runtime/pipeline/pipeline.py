@@ -67,6 +67,9 @@ class Pipeline:
         self.monitor = DriverMonitor.from_spec(spec, spec_dir)
         #: vehicle speed (the service's ZeroMQ subscriber); None = unknown, the policy's unknown_speed decides
         self.speed = speed
+        #: which backend and precision each model stage actually runs on (after fallbacks), in every message
+        self.stage_backends = {stage: {"backend": info.get("backend"), "precision": info.get("precision")}
+                               for stage, info in self.describe().items()}
 
     def warmup(self, runs: int = 3) -> None:
         self.detector.warmup(runs)
@@ -108,6 +111,7 @@ class Pipeline:
             "stages_off": self.stages_off,
             "face": face_message(detections),
             **monitor_fields,
+            "stage_backends": self.stage_backends,
         }
         if self.face_state is not None:
             fields = state.to_message() if state is not None else {}
@@ -134,6 +138,9 @@ class Pipeline:
         described = {"face_detector": self.detector.describe()}
         if self.face_state is not None:
             described["face_state"] = self.face_state.describe()
+        classifier = self.monitor.classifier
+        if classifier is not None and self.spec.stages.fatigue is not None:
+            described["fatigue"] = {**classifier.backend.describe(), "precision": self.spec.stages.fatigue.precision}
         return described
 
     def close(self) -> None:
