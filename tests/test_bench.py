@@ -18,18 +18,18 @@ def test_bench_writes_one_result_per_configuration(tmp_path, clip, detector_mode
     assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
     names = [r["name"] for r in data["results"]]
     assert names[0] == "ours_dev-cpu-fp32_t1"
-    assert names[-2:] == ["ours_dev-cpu_t1_in320x192", "ours_dev-cpu_t1_tracking"]
+    assert names[-3:] == ["ours_dev-cpu_t1_in320x192", "ours_dev-cpu_t1_tracking", "ours_dev-cpu_t1_tracking_bg"]
     for row in data["results"]:
         assert row["frames"] == 12
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
         assert row["fps"] > 0 and row["rss_mb"] > 0
         assert "face_detector" in row["stages"]
-    tracking = data["results"][-1]["notes"]["stages"]["face_detector"]["tracking"]
+    tracking = data["results"][-2]["notes"]["stages"]["face_detector"]["tracking"]
     # warm-up (10 frames) plus 12 timed frames, a full detection at least every 10th frame
     assert tracking["full_detections"] >= 3 and tracking["roi_detections"] > 0
     assert "vs ours_dev-cpu-fp32" in result.stdout
     # accuracy next to speed: every row's driver box is compared with the reference row's on the same frames
     reference = data["results"][0]["notes"]["agreement"]
     assert reference["driver_iou_mean"] == 1.0 and reference["presence_agreement"] == 1.0
-    small = data["results"][-2]["notes"]["agreement"]
+    small = data["results"][-3]["notes"]["agreement"]
     assert 0.3 < small["driver_iou_mean"] <= 1.0

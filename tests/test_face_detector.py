@@ -130,6 +130,26 @@ def test_tracking_follows_the_driver_like_full_detection_on_a_real_clip(dev_spec
     assert tracked.full_detections == 4 and tracked.roi_detections == 36
 
 
+def test_background_redetection_keeps_following_the_driver_and_runs_full_detection_off_the_frame_path(
+        dev_spec, clip):
+    from ims_runtime.pipeline.sources import VideoFileSource
+    from ims_runtime.spec.schema import TrackingSpec
+
+    spec = dev_spec.stages.face_detector
+    full = FaceDetector.from_spec(spec)
+    tracked = FaceDetector.from_spec(spec.model_copy(update={"tracking": TrackingSpec(
+        redetect_every_n_frames=5, background_redetect=True)}))
+    try:
+        frames = [f for _, f in zip(range(40), VideoFileSource(clip).frames())]
+        ious = [_iou(full.detect(f).driver.box_xyxy_px, tracked.detect(f).driver.box_xyxy_px) for f in frames]
+    finally:
+        tracked.close()
+    assert min(ious) > 0.6
+    # only the first frame ran the full detector in line; every later frame was answered by the crop tracker
+    # while full detections ran on the worker thread
+    assert tracked.roi_detections == 39 and tracked.full_detections >= 4
+
+
 def test_tracking_needs_a_dynamic_size_model(static_320x192_model):
     from ims_runtime.spec.schema import TrackingSpec
     out = static_320x192_model

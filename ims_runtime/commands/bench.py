@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
     p.add_argument("--baselines", default="pytorch_eager_fp32,mediapipe_litert",
                    help="comma-separated baselines to include (default both; '' for none)")
-    p.add_argument("--no-tracking-row", action="store_true", help="skip the detection-skipping row")
+    p.add_argument("--no-tracking-row", action="store_true", help="skip the detection-skipping rows")
     p.add_argument("--detector-sizes", default="",
                    help="extra rows of the deployed spec at other detector input sizes, e.g. 480x288,320x192 "
                         "(accuracy against speed: the IoU/ref column)")
@@ -74,6 +74,9 @@ def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
     if not args.no_tracking_row:
         configs.append(pipeline_config(f"{dep_name}_t1_tracking", args.spec, thread_overrides(args.spec, 1)
                                        + ["stages.face_detector.tracking={}"]))
+        # the same, with the periodic full-frame detection on the second core
+        configs.append(pipeline_config(f"{dep_name}_t1_tracking_bg", args.spec, thread_overrides(args.spec, 1)
+                                       + ["stages.face_detector.tracking={background_redetect: true}"]))
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     if "pytorch_eager_fp32" in baselines:
         if toolchain_available():

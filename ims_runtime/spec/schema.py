@@ -82,6 +82,10 @@ class TrackingSpec(StrictModel):
                              "larger side (leaves room for head motion between frames)")
     min_score: float = Field(0.8, gt=0, lt=1, description="a tracked face scoring below this triggers a "
                              "full-frame detection on the same frame")
+    background_redetect: bool = Field(
+        False, description="run the periodic full-frame detection on a second thread (the second core) while "
+                           "the crop tracker keeps answering every frame; its result is merged a frame or two "
+                           "later. Removes the full detection from the per-frame latency tail")
 
     @field_validator("roi_input_size_px")
     @classmethod

@@ -6,6 +6,7 @@ against priors computed once for the input size, score threshold, NMS, map back 
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,10 @@ class DriverSelector:
     def reset(self) -> None:
         self._previous = None
 
+    def follow(self, box_xyxy_px: tuple[float, float, float, float] | None) -> None:
+        """Tell the selector where the driver is now (a tracker moved it since the last full detection)."""
+        self._previous = box_xyxy_px
+
     def choose(self, faces: list[FaceDetection], frame_wh_px: tuple[int, int]) -> int | None:
         w, h = frame_wh_px
         eligible = []
@@ -151,6 +156,13 @@ class FaceDetector:
             self._priors[(side, side)] = make_priors(side, side)
         self._tracked: FaceDetection | None = None
         self._frames_since_full = 0
+        # background re-detection: its own letterbox buffers (the main thread keeps using self.letterbox);
+        # ONNX Runtime sessions accept concurrent run() calls
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+        if self.tracking is not None and self.tracking.background_redetect:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redetect")
+            self._bg_letterbox = Letterboxer(spec.input_size_px)
         #: how many frames ran the full-frame detector and how many only the crop (for telemetry and bench)
         self.full_detections = 0
         self.roi_detections = 0
@@ -189,10 +201,15 @@ class FaceDetector:
 
     def reset(self) -> None:
         """Forget the tracked driver (new source, reload)."""
+        if self._pending is not None:
+            self._pending.result()  # let the worker finish before its result is dropped
+            self._pending = None
         self.driver.reset()
         self._tracked = None
 
     def detect(self, frame: Frame) -> Detections:
+        if self._pool is not None:
+            return self._detect_with_background_redetect(frame)
         if self._tracked is not None and self._frames_since_full < self.tracking.redetect_every_n_frames:
             tracked = self._detect_in_roi(frame, self._tracked)
             if tracked is not None:
@@ -204,6 +221,42 @@ class FaceDetector:
             self._tracked = detections.driver
             self._frames_since_full = 1
         return detections
+
+    def _detect_with_background_redetect(self, frame: Frame) -> Detections:
+        """Tracking where the periodic full-frame detection runs on the worker thread.
+
+        Every frame is answered by the crop tracker; every ``redetect_every_n_frames`` a full detection of the
+        current frame is started in the background, and when it has finished (a frame or two later) its driver
+        choice is merged: if it picked another face than the one being tracked, tracking switches to it. Only
+        start-up and a lost face run the full detector in line.
+        """
+        if self._pending is not None and self._pending.done():
+            faces, frame_wh = self._pending.result()
+            self._pending = None
+            self.driver.follow(self._tracked.box_xyxy_px if self._tracked is not None else None)
+            index = self.driver.choose(faces, frame_wh)
+            chosen = None if index is None else faces[index]
+            if chosen is None or self._tracked is None or iou_xyxy(
+                    np.array([chosen.box_xyxy_px]), np.array([self._tracked.box_xyxy_px]))[0, 0] < 0.3:
+                self._tracked = chosen  # another (or no) driver: re-anchor the tracker
+        if self._tracked is not None:
+            tracked = self._detect_in_roi(frame, self._tracked)
+            if tracked is not None:
+                self._tracked = tracked
+                self._frames_since_full += 1
+                if self._frames_since_full >= self.tracking.redetect_every_n_frames and self._pending is None:
+                    self._pending = self._pool.submit(self._full_faces_background, frame)
+                    self._frames_since_full = 0
+                return Detections(faces=[tracked], driver_index=0)
+        detections = self._detect_full(frame)
+        self._tracked = detections.driver
+        self._frames_since_full = 1
+        return detections
+
+    def _full_faces_background(self, frame: Frame) -> tuple[list[FaceDetection], tuple[int, int]]:
+        self.full_detections += 1
+        tensor, mapping = self._bg_letterbox(frame.image_bgr)
+        return self._run(tensor, mapping, frame.size_wh_px), frame.size_wh_px
 
     def _detect_full(self, frame: Frame) -> Detections:
         self.full_detections += 1
@@ -255,4 +308,7 @@ class FaceDetector:
         return info
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.backend.close()
