@@ -88,12 +88,15 @@ def folded_net_from_onnx(path: Path) -> FoldedFaceStateNet:
 
 
 def prune(net: FoldedFaceStateNet, ratio: float, crop_size_px: int) -> FoldedFaceStateNet:
-    """Remove ``ratio`` of the channels of every prunable layer (in place; returns ``net``)."""
+    """Remove ``ratio`` of the channels of every prunable layer (in place; returns ``net``).
+
+    Channel counts are rounded to multiples of 8: measured, a first run without rounding (11, 22, 44, 89, 179
+    channels) halved the MACs but was 2.4x *slower* on ORT CPU (its blocked NCHWc kernels want multiples of 8)."""
     import torch_pruning as tp
 
     example = torch.zeros(1, 3, crop_size_px, crop_size_px)
     pruner = tp.pruner.MetaPruner(net, example, importance=tp.importance.MagnitudeImportance(p=2),
-                                  pruning_ratio=ratio, ignored_layers=[net.head[-1]])
+                                  pruning_ratio=ratio, ignored_layers=[net.head[-1]], round_to=8)
     pruner.step()
     return net
 
