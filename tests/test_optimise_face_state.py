@@ -13,10 +13,10 @@ from conftest import REPO, shared
 pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
-from ims_runtime.toolchain import quantize as q  # noqa: E402
-from ims_runtime.toolchain.calibration import FrameSample  # noqa: E402
-from ims_runtime.toolchain.face_state import compress  # noqa: E402
-from ims_runtime.toolchain.face_state.optimise import (  # noqa: E402
+from ims_runtime.toolchain import quantize as q
+from ims_runtime.toolchain.calibration import FrameSample
+from ims_runtime.toolchain.face_state import compress
+from ims_runtime.toolchain.face_state.optimise import (
     agreement,
     aligned_crops,
     crops_to_tensors,
@@ -66,7 +66,7 @@ def test_pruning_really_removes_channels_and_keeps_the_outputs():
     assert compress.count_params(net) < 0.8 * before_params
     assert all(a < b for a, b in zip(after_channels, before_channels))
     assert compress.count_macs(net, 112) < 0.8 * compress.count_macs(compress.folded_net_from_onnx(FP32), 112)
-    assert [t.shape for t in compress.NamedOutputs(net)(x)] == [(1, 2), (1, 3), (1, 2), (1, 1), (1, 1)]
+    assert [t.shape for t in compress.FaceStateExport(net)(x)] == [(1, 2), (1, 3), (1, 2), (1, 1), (1, 1)]
 
 
 def test_folded_rebuild_matches_the_onnx_model():
@@ -75,7 +75,7 @@ def test_folded_rebuild_matches_the_onnx_model():
 
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 112, 112)).astype(np.float32)
     session = ort.InferenceSession(str(FP32), providers=["CPUExecutionProvider"])
-    net = compress.NamedOutputs(compress.folded_net_from_onnx(FP32))
+    net = compress.FaceStateExport(compress.folded_net_from_onnx(FP32))
     with torch.no_grad():
         for row in x:
             ours = [t.numpy() for t in net(torch.from_numpy(row[None]))]

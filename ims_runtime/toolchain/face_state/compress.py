@@ -28,7 +28,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from ims_runtime.toolchain.face_state.model import HEAD_SCALE_DEG, OUTPUT_NAMES, count_macs, count_params
+from ims_runtime.toolchain.face_state.model import OUTPUT_NAMES, FaceStateExport, count_macs, count_params
 
 THREADS = 1  # the build machine's 2 cores are shared; one thread keeps a build polite and deterministic
 
@@ -45,19 +45,6 @@ class FoldedFaceStateNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(x)))
-
-
-class NamedOutputs(nn.Module):
-    """Raw head → the five named outputs the runtime reads (as :class:`~.model.FaceStateExport`)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        raw = self.net(x)
-        return (raw[:, 0:2], raw[:, 2:5] * HEAD_SCALE_DEG, torch.sigmoid(raw[:, 5:7]), torch.sigmoid(raw[:, 7:8]),
-                torch.sigmoid(raw[:, 8:9]))
 
 
 def folded_net_from_onnx(path: Path) -> FoldedFaceStateNet:
@@ -166,7 +153,7 @@ def make_pruned(fp32_onnx: Path, out: Path, wide_crops: np.ndarray, ratio: float
     after = {"params": count_params(student), "macs": count_macs(student, crop_size_px)}
     started = time.monotonic()
     losses = distill(student, teacher, wide_crops, steps, crop_size_px, margin_px)
-    _export(NamedOutputs(student), out, crop_size_px,
+    _export(FaceStateExport(student), out, crop_size_px,
             {"ims.model_family": "face_state", "ims.precision": "fp32",
              "ims.how_made": f"face_state_v1 pruned {ratio:.0%} (torch-pruning, L2), {steps} distillation steps"})
     return {"prune_ratio": ratio, "before": before, "after": after, "distill_steps": steps,
@@ -230,7 +217,7 @@ def make_qat(fp32_onnx: Path, out: Path, wide_crops: np.ndarray, steps: int, cro
     model.eval()
     quantized = convert(model, inplace=False)
     # the TorchScript exporter (dynamo=False) writes quantized modules as QuantizeLinear/DequantizeLinear pairs
-    _export(NamedOutputs(quantized), out, crop_size_px,
+    _export(FaceStateExport(quantized), out, crop_size_px,
             {**metadata, "ims.model_family": "face_state", "ims.precision": "int8",
              "ims.how_made": f"QAT (torch.ao eager), {steps} self-distillation steps from face_state_v1"})
     return {"qat_steps": steps, "observers_frozen_at": freeze_at, "train_s": round(time.monotonic() - started, 1),
