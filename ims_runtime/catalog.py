@@ -83,6 +83,16 @@ add(Artefact(
     build_command=None,
 ))
 
+add(Artefact(
+    name="face_state_v1_int8",
+    filename="face_state_v1_int8.onnx",
+    description="the face-state network, static QDQ INT8 (u8 activations, s8 per-channel weights), calibrated on "
+                "detector-aligned face crops of video00-02 (deploy/recipes/face-state-opt.yaml, variant "
+                "int8_minmax; docs/optimisation.md)",
+    build_command=("ims-opt", "build", "face_state_v1_int8"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
 
 def lookup(ref: str) -> Artefact | None:
     if ref in CATALOG:

@@ -40,11 +40,12 @@ def detector_model() -> Path:
 
     try:
         catalog.resolve("retinaface_mnet025_int8")
+        catalog.resolve("face_state_v1_int8")
         return catalog.resolve("retinaface_mnet025_fp32")
     except errors.IMSError:
         pass
     result = subprocess.run([sys.executable, "-m", "ims_runtime.toolchain.cli", "build",
-                             "retinaface_mnet025_fp32", "retinaface_mnet025_int8"],
+                             "retinaface_mnet025_fp32", "retinaface_mnet025_int8", "face_state_v1_int8"],
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
         pytest.skip(f"cannot build the detector artefact (toolchain missing?): {result.stderr[-300:]}")

@@ -48,6 +48,8 @@ def model_stats(path: Path) -> dict[str, int]:
         if node.op_type in ("Conv", "ConvInteger"):
             weight = shapes.get(weight_source(node.input[1])) or shapes.get(node.input[1])
             out = shapes.get(node.output[0])
+            if out and out[0] <= 0:  # a dynamic batch dimension (the fatigue model): count batch 1
+                out = [1, *out[1:]]
             if weight and out and all(d > 0 for d in out):
                 macs += int(np.prod(out)) * int(np.prod(weight[1:]))
     return {"size_bytes": path.stat().st_size, "params": params, "macs": macs}

@@ -36,19 +36,43 @@ class BenchmarkSpec(StrictModel):
     threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads (count)")
 
 
+class SequenceSpec(StrictModel):
+    """Generated eye-openness sequences (the fatigue classifier's data): seeded streams of the project's generator."""
+
+    calibration_seed: int = Field(description="generator seed of the calibration sequences")
+    calibration_count: int = Field(200, ge=10, description="calibration sequences (count)")
+    heldout_seed: int = Field(description="generator seed of the held-apart sequences (never calibrated on)")
+    heldout_count: int = Field(800, ge=10, description="held-apart sequences (count)")
+
+
+class AgreementLimits(StrictModel):
+    """Largest accepted disagreement with FP32 for models scored by agreement (face-state, fatigue)."""
+
+    gaze_error_deg: float | None = Field(None, gt=0, description="mean gaze angular error vs FP32 (degrees)")
+    head_pose_mae_deg: float | None = Field(None, gt=0, description="head yaw/pitch/roll MAE vs FP32 (degrees)")
+    eye_state_agreement: float | None = Field(None, gt=0, le=1, description="share of eyes with the same "
+                                              "open/closed state as FP32 (fraction)")
+    level_agreement: float | None = Field(None, gt=0, le=1, description="share of sequences with the same "
+                                          "fatigue level as FP32 (fraction)")
+
+
 class BaseSpec(StrictModel):
-    weights: str = Field(description="PyTorch weights, looked up on the model search path")
+    weights: str = Field(description="float weights, looked up on the model search path (detector: PyTorch "
+                         ".pth; face-state, fatigue: the project's FP32 .onnx)")
     activation: Literal["leaky_relu", "relu"] = Field("leaky_relu", description="activation of the network")
     dynamic_shape: bool = Field(False, description="export with dynamic height/width (ORT CPU: the detector's "
                                 "tracking re-detects in square crops of another size); false = static input_size_px "
                                 "(QNN, TensorRT)")
     distill_steps: int = Field(0, ge=0, description="if the weights are missing: self-distillation steps to make "
-                               "them from the official model (0 = they must exist)")
+                               "them from the official model (0 = they must exist); pruned bases: distillation "
+                               "fine-tuning steps after pruning")
+    prune_ratio: float = Field(0.0, ge=0, lt=1, description="structured pruning: share of channels removed from "
+                               "every prunable layer by torch-pruning (0 = none; face-state only)")
 
 
 class VariantSpec(StrictModel):
     name: str = Field(description="variant name (file: <recipe>_<name>.onnx in the cache)")
-    kind: Literal["fp32", "fp16", "dynamic", "ptq", "mixed", "qnn"] = Field(
+    kind: Literal["fp32", "fp16", "dynamic", "ptq", "mixed", "qnn", "qat"] = Field(
         description="how it is made")
     base: str = Field("official", description="which float base (key of `bases`) it starts from")
     method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="calibration method")
@@ -57,18 +81,23 @@ class VariantSpec(StrictModel):
                              "and zero point (4 instead of 12 bytes per channel; ORT CPU still fuses QLinearConv)")
     activation_bits: Literal[8, 16] = Field(8, description="QNN activation bits")
     weight_bits: Literal[4, 8] = Field(8, description="QNN weight bits")
+    steps: int = Field(300, ge=1, description="QAT: self-distillation training steps (count)")
 
 
 class Recipe(StrictModel):
     name: str = Field(description="recipe name; prefixes every artefact")
-    model: Literal["retinaface"] = Field(description="network family")
+    model: Literal["retinaface", "face_state", "fatigue"] = Field(description="network family (picks the adapter "
+                                                                  "in adapters.py)")
     target: Literal["ort_cpu", "qnn_htp", "tensorrt"] = Field("ort_cpu", description="deployment target")
     input_size_px: tuple[int, int] = Field((640, 384), description="static network input width, height (px)")
     max_accuracy_drop: float = Field(0.01, gt=0, lt=1, description="largest accepted absolute drop of AP and "
                                      "recall (fraction, 0.01 = 1 percentage point) against FP32")
     bases: dict[str, BaseSpec] = Field(description="float models the variants start from; `official` required")
-    calibration: CalibrationSpec
-    evaluation: EvaluationSpec
+    calibration: CalibrationSpec | None = Field(None, description="video calibration data (detector, face-state)")
+    evaluation: EvaluationSpec | None = Field(None, description="video evaluation data (detector, face-state)")
+    sequences: SequenceSpec | None = Field(None, description="generated sequences (fatigue)")
+    limits: AgreementLimits = Field(default_factory=AgreementLimits, description="agreement limits vs FP32 "
+                                    "(face-state, fatigue; the detector uses max_accuracy_drop)")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec)
     variants: list[VariantSpec]
     deploy: str | None = Field(None, description="variant recommended for deployment on the target")
@@ -85,4 +114,9 @@ def load_recipe(path: Path) -> Recipe:
     if len(set(names)) != len(names) or "official" not in recipe.bases:
         raise errors.IMSError(errors.SPEC_INVALID, f"{path}: variant names must be unique and `bases` must have "
                               "`official`", "fix the recipe")
+    video = recipe.calibration is not None and recipe.evaluation is not None
+    if (recipe.model == "fatigue") == video or (recipe.model == "fatigue" and recipe.sequences is None):
+        raise errors.IMSError(errors.SPEC_INVALID, f"{path}: `{recipe.model}` needs "
+                              + ("`sequences`" if recipe.model == "fatigue" else "`calibration` and `evaluation`"),
+                              "fix the recipe")
     return recipe

@@ -42,6 +42,8 @@ def build_variant(run: RecipeRun, variant: VariantSpec, out: Path) -> dict[str, 
     elif kind == "qnn":
         q.quantize_qnn(run.preprocessed(variant.base), out, run.calibration_tensors,
                        activation_bits=variant.activation_bits, weight_bits=variant.weight_bits, metadata=meta)
+    elif kind == "qat":
+        facts.update(run.adapter.build_qat(run, variant, out, meta))
     else:  # pragma: no cover - the recipe schema lists the kinds
         raise errors.IMSError(errors.SPEC_INVALID, f"unknown variant kind {kind!r}", "see recipe.py")
     _compact(out)

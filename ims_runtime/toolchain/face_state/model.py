@@ -55,9 +55,11 @@ class FaceStateNet(nn.Module):
 
 
 class FaceStateExport(nn.Module):
-    """The exported graph: raw head → the five named outputs (scales and sigmoids inside the model)."""
+    """The exported graph: raw head → the five named outputs (scales and sigmoids inside the model). ``net`` is
+    any module with the raw (N, 9) head: :class:`FaceStateNet`, or the folded/pruned/QAT networks of
+    ``compress.py``."""
 
-    def __init__(self, net: FaceStateNet):
+    def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
