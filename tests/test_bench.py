@@ -18,7 +18,8 @@ def test_bench_writes_one_result_per_configuration(tmp_path, clip, detector_mode
     assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
     names = [r["name"] for r in data["results"]]
     assert names[0] == "ours_dev-cpu-fp32_t1"
-    assert names[-3:] == ["ours_dev-cpu_t1_in320x192", "ours_dev-cpu_t1_tracking", "ours_dev-cpu_t1_tracking_bg"]
+    assert names[-4:] == ["ours_dev-cpu_t1_in320x192_full", "ours_dev-cpu_t1_full", "ours_dev-cpu_t1_tracking_inline",
+                          "ours_dev-cpu_t1_tracking_bg"]
     for row in data["results"]:
         assert row["frames"] == 12
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
@@ -31,5 +32,5 @@ def test_bench_writes_one_result_per_configuration(tmp_path, clip, detector_mode
     # accuracy next to speed: every row's driver box is compared with the reference row's on the same frames
     reference = data["results"][0]["notes"]["agreement"]
     assert reference["driver_iou_mean"] == 1.0 and reference["presence_agreement"] == 1.0
-    small = data["results"][-3]["notes"]["agreement"]
+    small = data["results"][-4]["notes"]["agreement"]
     assert 0.3 < small["driver_iou_mean"] <= 1.0

@@ -1,7 +1,8 @@
 """``ims-runtime bench``: our pipeline's configurations and the baselines, in one process, on the same frames.
 
-Rows: our pipeline from --spec (the deployed variant) and --reference-spec (the FP32 reference) at each --threads
-count, the deployed spec with detection skipping (tracking), and the baselines ``pytorch_eager_fp32`` (the same
+Rows: our pipeline from --spec (the deployed spec, as written) and --reference-spec (the FP32 reference) at each
+--threads count; the deployed spec's models with full-frame detection on every frame (`_full`, also at the
+--detector-sizes), with in-line tracking and with background re-detection; and the baselines ``pytorch_eager_fp32`` (the same
 networks in PyTorch eager, needs the toolchain extra) and ``mediapipe_litert`` (MediaPipe face detection + FaceMesh
 + Iris on LiteRT, needs the bench extra). A baseline whose packages are missing is skipped with a note.
 """
@@ -67,14 +68,17 @@ def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
                                        thread_overrides(args.reference_spec, n)))
         if args.spec.resolve() != args.reference_spec.resolve():
             configs.append(pipeline_config(f"{dep_name}_t{n}", args.spec, thread_overrides(args.spec, n)))
+    # the deployed spec's models with every frame fully detected: what the model variants alone give
+    no_tracking = ["stages.face_detector.tracking=null"]
     for size in [s.strip() for s in args.detector_sizes.split(",") if s.strip()]:
         w, h = (int(v) for v in size.lower().split("x"))
-        configs.append(pipeline_config(f"{dep_name}_t1_in{w}x{h}", args.spec, thread_overrides(args.spec, 1)
-                                       + [f"stages.face_detector.input_size_px=[{w},{h}]"]))
+        configs.append(pipeline_config(f"{dep_name}_t1_in{w}x{h}_full", args.spec, thread_overrides(args.spec, 1)
+                                       + no_tracking + [f"stages.face_detector.input_size_px=[{w},{h}]"]))
     if not args.no_tracking_row:
-        configs.append(pipeline_config(f"{dep_name}_t1_tracking", args.spec, thread_overrides(args.spec, 1)
+        configs.append(pipeline_config(f"{dep_name}_t1_full", args.spec, thread_overrides(args.spec, 1)
+                                       + no_tracking))
+        configs.append(pipeline_config(f"{dep_name}_t1_tracking_inline", args.spec, thread_overrides(args.spec, 1)
                                        + ["stages.face_detector.tracking={}"]))
-        # the same, with the periodic full-frame detection on the second core
         configs.append(pipeline_config(f"{dep_name}_t1_tracking_bg", args.spec, thread_overrides(args.spec, 1)
                                        + ["stages.face_detector.tracking={background_redetect: true}"]))
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]

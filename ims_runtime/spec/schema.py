@@ -84,8 +84,11 @@ class TrackingSpec(StrictModel):
                              "full-frame detection on the same frame")
     background_redetect: bool = Field(
         False, description="run the periodic full-frame detection on a second thread (the second core) while "
-                           "the crop tracker keeps answering every frame; its result is merged a frame or two "
-                           "later. Removes the full detection from the per-frame latency tail")
+                           "the crop tracker keeps answering every frame; its result is merged exactly "
+                           "`merge_after_frames` frames later. Removes the full detection from the latency tail")
+    merge_after_frames: int = Field(
+        8, ge=1, le=30, description="background re-detection: frames (count) after which its result is merged, "
+                                    "waiting for it if it is late — a fixed point keeps replay deterministic")
 
     @field_validator("roi_input_size_px")
     @classmethod

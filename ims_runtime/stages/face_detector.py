@@ -160,6 +160,7 @@ class FaceDetector:
         # ONNX Runtime sessions accept concurrent run() calls
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        self._pending_age = 0  # frames since the pending background detection was started
         if self.tracking is not None and self.tracking.background_redetect:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redetect")
             self._bg_letterbox = Letterboxer(spec.input_size_px)
@@ -226,19 +227,23 @@ class FaceDetector:
         """Tracking where the periodic full-frame detection runs on the worker thread.
 
         Every frame is answered by the crop tracker; every ``redetect_every_n_frames`` a full detection of the
-        current frame is started in the background, and when it has finished (a frame or two later) its driver
-        choice is merged: if it picked another face than the one being tracked, tracking switches to it. Only
-        start-up and a lost face run the full detector in line.
+        current frame starts in the background and is merged exactly ``merge_after_frames`` frames later (waiting
+        for it if it is late, which at 25–30 fps it practically never is): the fixed merge point makes the result
+        independent of thread timing, so replay stays deterministic. If the full detection chose another face
+        than the one being tracked, tracking switches to it. Only start-up and a lost face run the full detector
+        in line.
         """
-        if self._pending is not None and self._pending.done():
-            faces, frame_wh = self._pending.result()
-            self._pending = None
-            self.driver.follow(self._tracked.box_xyxy_px if self._tracked is not None else None)
-            index = self.driver.choose(faces, frame_wh)
-            chosen = None if index is None else faces[index]
-            if chosen is None or self._tracked is None or iou_xyxy(
-                    np.array([chosen.box_xyxy_px]), np.array([self._tracked.box_xyxy_px]))[0, 0] < 0.3:
-                self._tracked = chosen  # another (or no) driver: re-anchor the tracker
+        if self._pending is not None:
+            self._pending_age += 1
+            if self._pending_age >= self.tracking.merge_after_frames:
+                faces, frame_wh = self._pending.result()
+                self._pending = None
+                self.driver.follow(self._tracked.box_xyxy_px if self._tracked is not None else None)
+                index = self.driver.choose(faces, frame_wh)
+                chosen = None if index is None else faces[index]
+                if chosen is None or self._tracked is None or iou_xyxy(
+                        np.array([chosen.box_xyxy_px]), np.array([self._tracked.box_xyxy_px]))[0, 0] < 0.3:
+                    self._tracked = chosen  # another (or no) driver: re-anchor the tracker
         if self._tracked is not None:
             tracked = self._detect_in_roi(frame, self._tracked)
             if tracked is not None:
@@ -246,6 +251,7 @@ class FaceDetector:
                 self._frames_since_full += 1
                 if self._frames_since_full >= self.tracking.redetect_every_n_frames and self._pending is None:
                     self._pending = self._pool.submit(self._full_faces_background, frame)
+                    self._pending_age = 0
                     self._frames_since_full = 0
                 return Detections(faces=[tracked], driver_index=0)
         detections = self._detect_full(frame)
