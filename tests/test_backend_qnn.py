@@ -83,12 +83,13 @@ def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("RetinaFace weights not on IMS_MODEL_PATH")
     pytest.importorskip("torch")
     from ims_runtime.toolchain.export import export_retinaface
-    from ims_runtime.toolchain.quantize_qnn import CALIBRATION_CLIPS, quantize_for_qnn, retinaface_feeds
+    from ims_runtime.toolchain.quantize import quantize_qnn
+    from ims_runtime.toolchain.quantize_qnn import CALIBRATION_CLIPS, retinaface_tensors
 
     folder = tmp_path_factory.mktemp("qnn_model")
     float_path = export_retinaface(weights, folder / "rf_fp32.onnx", INPUT_WH)
-    feeds = retinaface_feeds([shared("data", "videos", c) for c in CALIBRATION_CLIPS], INPUT_WH)
-    return quantize_for_qnn(float_path, folder / "retinaface_mnet025_int8_qnn_320x192.onnx", feeds)
+    tensors = retinaface_tensors([shared("data", "videos", c) for c in CALIBRATION_CLIPS], INPUT_WH)
+    return quantize_qnn(float_path, folder / "retinaface_mnet025_int8_qnn_320x192.onnx", tensors)
 
 
 @pytest.fixture()

@@ -66,12 +66,8 @@ def cmd_quantize_qnn_retinaface(args: argparse.Namespace) -> int:
     """Static-shape RetinaFace → INT8 QDQ for QNN HTP, calibrated on real frames (see toolchain/quantize_qnn.py)."""
     from ims_runtime.toolchain.export import export_retinaface
     from ims_runtime.toolchain.manifest import record
-    from ims_runtime.toolchain.quantize_qnn import (
-        CALIBRATION_CLIPS,
-        quantize_for_qnn,
-        retinaface_feeds,
-        shared_dir,
-    )
+    from ims_runtime.toolchain.quantize import quantize_qnn
+    from ims_runtime.toolchain.quantize_qnn import CALIBRATION_CLIPS, retinaface_tensors, shared_dir
 
     size = tuple(args.input_size)
     weights = _require_input(catalog.CATALOG["retinaface_mnet025_fp32"].inputs[0])
@@ -84,12 +80,12 @@ def cmd_quantize_qnn_retinaface(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else paths.cache_dir() / f"retinaface_mnet025_int8_qnn_{size[0]}x{size[1]}.onnx"
     float_path = out.with_name(f"retinaface_mnet025_fp32_{size[0]}x{size[1]}.onnx")
     export_retinaface(weights, float_path, size)  # type: ignore[arg-type]
-    feeds = retinaface_feeds(videos, size, per_video=args.frames_per_video)  # type: ignore[arg-type]
-    quantize_for_qnn(float_path, out, feeds)
+    tensors = retinaface_tensors(videos, size, per_video=args.frames_per_video)  # type: ignore[arg-type]
+    quantize_qnn(float_path, out, tensors)
     entry = record(out.parent / "manifest.json", out, recipe="ims-opt quantize-qnn retinaface",
                    source=str(float_path), precision="int8", input_size_wh=list(size),
                    quantization="QNN QDQ u8 activations / s8 per-channel weights, MinMax",
-                   calibration=[v.name for v in videos], calibration_inputs=len(feeds))
+                   calibration=[v.name for v in videos], calibration_inputs=len(tensors))
     print(f"wrote {out} ({entry['size_bytes']} B, sha256 {entry['sha256']})")
     return 0
 
