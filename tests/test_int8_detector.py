@@ -21,9 +21,9 @@ def test_dev_spec_deploys_int8_and_the_fp32_reference_stays_fp32(int8_model):
     assert ref.model == "retinaface_mnet025_fp32" and ref.precision == "fp32"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 asks for <= 30 %; the accuracy-holding mixed variant is 30.2 % "
-                   "(8 sensitive Conv layers kept in float, see docs/optimisation.md)")
 def test_int8_file_is_at_most_30_percent_of_fp32(int8_model, detector_model):
+    # issue 5's target; holds by a few dozen bytes (29.997 %, docs/optimisation.md): a change that adds bytes to
+    # the deployed file (metadata, a layer kept in float) has to be paid for elsewhere
     assert int8_model.stat().st_size <= 0.30 * detector_model.stat().st_size
 
 

@@ -62,3 +62,44 @@ def test_same_recipe_and_data_give_the_same_scales_and_unchanged_steps_are_skipp
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     outputs = session.run(None, {"input": run.calibration_tensors[:1]})
     assert [o.shape[-1] for o in outputs] == [4, 2, 10] and np.isfinite(outputs[0]).all()
+
+
+@pytest.mark.slow
+def test_weight_zero_points_and_fp16_float_weights_shrink_the_file_and_keep_the_computation(tmp_path, monkeypatch):
+    """The two rewrites ``ims-opt`` applies after PTQ: dropping all-zero weight zero points changes nothing but the
+    bytes; FP16 storage of the float layers' weights changes them only by FP16 rounding (ORT folds the Cast)."""
+    import onnx
+
+    shared("models", "retinaface", "mobilenet0.25_Final.pth")
+    monkeypatch.setenv("IMS_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(RECIPE).replace("METHOD", "minmax"))
+    run = RecipeRun(load_recipe(path), path)
+    stem = ["/body/stage1/stage1.0/stage1.0.0/Conv", "/fpn/output2/output2.0/Conv"]
+    plain = q.quantize_static_qdq(run.preprocessed("official"), tmp_path / "plain.onnx", run.calibration_tensors,
+                                  nodes_to_exclude=stem, float_bias=True)
+    x = run.calibration_tensors[:1]
+
+    def outputs(proto: onnx.ModelProto) -> list[np.ndarray]:
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, {"input": x})
+
+    reference = outputs(onnx.load(str(plain)))
+    model = onnx.load(str(plain))
+    assert q.drop_zero_weight_zero_points(model) > 0
+    assert all(len(n.input) == 2 for n in model.graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] in {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8})
+    assert all(np.array_equal(a, b) for a, b in zip(outputs(model), reference))
+
+    size_before = len(model.SerializeToString())
+    saved = q.store_float_weights_fp16(model)
+    # the two float convs: 3*8*3*3 + 128*64 weights, 2 bytes saved each
+    assert saved == 2 * (3 * 8 * 9 + 128 * 64)
+    assert len(model.SerializeToString()) <= size_before - saved + 200
+    casts = [n for n in model.graph.node if n.op_type == "Cast"]
+    assert len(casts) == 2 and q.store_float_weights_fp16(model) == 0  # idempotent
+    changed = outputs(model)
+    moved = np.abs(changed[1] - reference[1])[0, :, 1]
+    # FP16 rounding is ~5e-4 relative, but INT8 activations downstream can flip a rounding step and amplify it on
+    # a few anchors (measured on WIDER: recall -0.68 pt, why the deployed detector keeps float32 weights)
+    assert moved.max() > 0 and (moved > 1.5 / 255).mean() < 0.05

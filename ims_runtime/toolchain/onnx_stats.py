@@ -18,7 +18,7 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
         shapes[init.name] = list(init.dims)
     # a QDQ model feeds Conv weights through DequantizeLinear: the weight shape is the initializer's
     for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in shapes:
+        if node.op_type in ("DequantizeLinear", "Cast") and node.input[0] in shapes:
             shapes[node.output[0]] = shapes[node.input[0]]
     return shapes
 
@@ -32,7 +32,8 @@ def model_stats(path: Path) -> dict[str, int]:
 
     def weight_source(name: str) -> str:
         node = producer.get(name)
-        return node.input[0] if node is not None and node.op_type == "DequantizeLinear" else name
+        # QDQ weights come through DequantizeLinear, FP16-stored float weights through Cast
+        return node.input[0] if node is not None and node.op_type in ("DequantizeLinear", "Cast") else name
 
     params = 0
     macs = 0

@@ -79,6 +79,9 @@ class VariantSpec(StrictModel):
     keep_float: list[str] = Field(default_factory=list, description="ONNX node names kept in float")
     float_bias: bool = Field(False, description="keep Conv biases float32 instead of int32 with per-channel scale "
                              "and zero point (4 instead of 12 bytes per channel; ORT CPU still fuses QLinearConv)")
+    float_weights: Literal["fp32", "fp16"] = Field("fp32", description="storage of the weights of layers kept in "
+                                                   "float (ptq, mixed): fp16 halves their bytes; ONNX Runtime casts "
+                                                   "them to float32 once at load, so compute stays float32")
     activation_bits: Literal[8, 16] = Field(8, description="QNN activation bits")
     weight_bits: Literal[4, 8] = Field(8, description="QNN weight bits")
     steps: int = Field(300, ge=1, description="QAT: self-distillation training steps (count)")

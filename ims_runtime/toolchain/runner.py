@@ -37,7 +37,7 @@ def _key(*parts: Any) -> str:
 
 #: fields added with the face-state/fatigue recipes: left out of stamp keys while at their defaults, so the
 #: detector's existing artefacts (the mixed-precision search takes many minutes) keep their stamps
-_ADDED_FIELDS = ("steps", "prune_ratio")
+_ADDED_FIELDS = ("steps", "prune_ratio", "float_weights")
 
 
 def _spec_key(spec: Any) -> dict[str, Any]:
@@ -148,7 +148,8 @@ class RecipeRun:
 
         out = self.artefact(variant.name)
         base_key = paths.sha256_file(self.base_weights(variant.base))
-        key = _key("variant", _spec_key(variant), base_key, self.data_key, self.recipe.max_accuracy_drop,
+        key = _key("variant", variants.FINISH_VERSION, _spec_key(variant), base_key, self.data_key,
+                   self.recipe.max_accuracy_drop,
                    self.recipe.evaluation.model_dump() if variant.kind == "mixed" else None,
                    *self._family_key(variant.base))
         if Stamps.fresh(out, key):
