@@ -169,6 +169,11 @@ def write_report(out: Path, names: list[str] | None = None) -> Path:
             kept = r.get("facts", {}).get("kept_float")
             if kept:
                 lines.append(f"- {n}: kept in float: {', '.join(kept)}")
+            htp = r.get("htp_placement")
+            if htp and htp.get("checked"):
+                where = (f"{htp['htp_nodes']} nodes on the HTP, {htp['cpu_nodes']} on CPU ({htp['device']}, QNN SDK "
+                         f"{htp['qnn_sdk']})" if "refused" not in htp else f"refused: {htp['refused']}")
+                lines.append(f"- {n}: QNN HTP check: {where}")
         lines.append("")
         for png in _plots(name, summary, out):
             lines += [f"![{png}]({png})", ""]

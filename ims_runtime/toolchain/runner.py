@@ -172,6 +172,8 @@ class RecipeRun:
             self.skipped.append(f"evaluate {variant.name}")
             return json.loads(cache.read_text())
         result = self.adapter.evaluate(self, model, reference)
+        if variant.kind in ("qnn", "qat"):  # built for (or claimed to run on) the HTP: check it really places there
+            result["htp_placement"] = htp_placement(model)
         atomic_write_bytes(cache, json.dumps(result, indent=2).encode())
         Stamps.write(cache, key)
         return result
@@ -230,6 +232,27 @@ class RecipeRun:
                             "speedup_p50": result["speedup_p50"]})
         _print_table(self.results)
         return summary
+
+
+def htp_placement(model: Path) -> dict[str, Any]:
+    """Open ``model`` on the QNN HTP (Qualcomm's simulator on x86) with CPU fallback off: how many nodes the HTP
+    takes, or why it refused. Skipped (and said so) where onnxruntime-qnn is not installed."""
+    try:
+        import onnxruntime_qnn  # noqa: F401
+    except ImportError:
+        return {"checked": False, "why": "onnxruntime-qnn not installed (pip install '.[qnn]')"}
+    from ims_runtime.backends.qnn import CPU_EP, EP_NAME, QnnBackend, QnnConfig
+
+    try:
+        backend = QnnBackend(model, QnnConfig())
+    except errors.IMSError as exc:
+        return {"checked": True, "htp_nodes": 0, "refused": f"{exc.code.code}: {exc}"}
+    try:
+        counts = backend.placement.nodes_by_device
+        return {"checked": True, "htp_nodes": counts.get(EP_NAME, 0), "cpu_nodes": counts.get(CPU_EP, 0),
+                "device": backend.describe()["device"], "qnn_sdk": backend.sdk_version}
+    finally:
+        backend.close()
 
 
 def _cpu_name() -> str:
