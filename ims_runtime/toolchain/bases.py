@@ -1,14 +1,20 @@
-"""Float bases a recipe's variants start from: the official RetinaFace, or the project's own ReLU variant.
+"""Float bases a recipe's variants start from: the official RetinaFace, the project's own ReLU variant, or a
+channel-pruned one (:mod:`ims_runtime.toolchain.detector_pruning`).
 
 The ReLU base exists for speed on ORT CPU: INT8 LeakyReLU does not fuse into QLinearConv (38 separate
 ``QLinearLeakyRelu`` nodes), INT8 ReLU does. Its weights are the official ones fine-tuned by self-distillation
 (:mod:`ims_runtime.toolchain.distill`) on unlabelled calibration footage; they are committed in the project's
 ``models/`` (small) so a fresh clone need not retrain, and retrained into the cache when missing.
+
+A pruned base (``prune_ratio`` > 0) is always made in the cache — pruned, then distilled for ``distill_steps`` —
+and stamped by its spec, the official weights and the calibration data, so changing the ratio or the steps
+rebuilds it (and, through its sha256, every variant made from it).
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,16 +32,23 @@ def build_network(base: BaseSpec, weights: Path) -> torch.nn.Module:
     from ims_runtime.toolchain.distill import relu_variant
     from ims_runtime.toolchain.models.retinaface import RetinaFace
 
+    state = torch.load(str(weights), map_location="cpu", weights_only=True)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if base.prune_ratio:  # channel counts differ from RetinaFace(): read them from the tensors
+        from ims_runtime.toolchain.detector_pruning import load_pruned
+
+        return load_pruned(state, base.activation)
     model = RetinaFace()
     if base.activation == "relu":
         relu_variant(model)
-    state = torch.load(str(weights), map_location="cpu", weights_only=True)
-    model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()}, strict=True)
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 
 def ensure_base_weights(run: RecipeRun, base_name: str) -> Path:
     base = run.recipe.bases[base_name]
+    if base.prune_ratio:
+        return _pruned_base(run, base_name)
     found = paths.find_file(base.weights)
     if found is not None:
         return found
@@ -45,8 +58,22 @@ def ensure_base_weights(run: RecipeRun, base_name: str) -> Path:
     return distill_base(run, base_name)
 
 
+def _pruned_base(run: RecipeRun, base_name: str) -> Path:
+    """The cache's pruned + distilled weights of ``base_name``, rebuilt when their stamp key changed."""
+    from ims_runtime.toolchain.runner import Stamps, _key
+
+    out = paths.cache_dir() / run.recipe.bases[base_name].weights
+    key = _key("pruned base", run.recipe.bases[base_name].model_dump(),
+               paths.sha256_file(ensure_base_weights(run, "official")), run.data_key)
+    if not Stamps.fresh(out, key):
+        distill_base(run, base_name)
+        Stamps.write(out, key)
+    return out
+
+
 def distill_base(run: RecipeRun, base_name: str) -> Path:
-    """Make a base's weights by self-distillation from the official model on the calibration clips."""
+    """Make a base's weights by self-distillation from the official model on the calibration clips (after
+    removing ``prune_ratio`` of the channels, if set)."""
     from ims_runtime.toolchain.calibration import sample_frames
     from ims_runtime.toolchain.distill import DistillConfig, distill, relu_variant, timed
     from ims_runtime.toolchain.manifest import atomic_write_bytes, record
@@ -58,8 +85,20 @@ def distill_base(run: RecipeRun, base_name: str) -> Path:
     student = copy.deepcopy(teacher)
     if base.activation == "relu":
         relu_variant(student)
+    pruning: dict[str, object] = {}
+    if base.prune_ratio:
+        from ims_runtime.toolchain.detector_pruning import params_and_macs, prune_retinaface
+
+        size = run.recipe.input_size_px
+        before = params_and_macs(student, size)
+        prune_retinaface(student, base.prune_ratio)
+        pruning = {"prune_ratio": base.prune_ratio, "before": before, "after": params_and_macs(student, size),
+                   "counted_at_wh_px": list(size), "method": "torch-pruning MetaPruner, L2 magnitude, heads kept, "
+                   "kept channels rounded up to multiples of 8"}
+        print(f"  pruned {base_name!r}: {before} -> {pruning['after']}")
     images = [image for _, _, image in sample_frames(run.calibration)]
     print(f"  distilling base {base_name!r} ({base.distill_steps} steps on {len(images)} calibration frames)")
+    started = time.monotonic()
     losses = distill(student, teacher, images, DistillConfig(steps=base.distill_steps), timed(base_name))
     out = paths.cache_dir() / base.weights
     import io
@@ -68,7 +107,8 @@ def distill_base(run: RecipeRun, base_name: str) -> Path:
     torch.save(student.state_dict(), buffer)
     atomic_write_bytes(out, buffer.getvalue())
     record(paths.cache_dir() / "manifest.json", out, recipe=f"self-distillation from {official.name}",
-           data=run.calibration.describe(), steps=base.distill_steps, final_loss=losses[-1])
+           data=run.calibration.describe(), steps=base.distill_steps, final_loss=losses[-1] if losses else None,
+           first_loss=losses[0] if losses else None, distill_s=round(time.monotonic() - started, 1), **pruning)
     return out
 
 
@@ -76,6 +116,8 @@ def export_base(base: BaseSpec, weights: Path, out: Path, input_wh_px: tuple[int
     model = build_network(base, weights)
     w, h = input_wh_px
     meta = {**retinaface_metadata(weights), "ims.activation": base.activation}
+    if base.prune_ratio:
+        meta["ims.prune_ratio"] = base.prune_ratio
     dynamic = None
     if base.dynamic_shape:
         dynamic = {"input": {2: "height", 3: "width"}, "loc": {1: "anchors"}, "conf": {1: "anchors"},

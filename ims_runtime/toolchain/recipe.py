@@ -67,7 +67,7 @@ class BaseSpec(StrictModel):
                                "them from the official model (0 = they must exist); pruned bases: distillation "
                                "fine-tuning steps after pruning")
     prune_ratio: float = Field(0.0, ge=0, lt=1, description="structured pruning: share of channels removed from "
-                               "every prunable layer by torch-pruning (0 = none; face-state only)")
+                               "every prunable layer by torch-pruning (0 = none; face-state, detector)")
 
 
 class VariantSpec(StrictModel):

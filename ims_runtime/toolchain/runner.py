@@ -108,10 +108,10 @@ class RecipeRun:
         return self.adapter.data_description(self)
 
     def _family_key(self, base_name: str) -> list[Any]:
-        """Extra stamp-key parts for the non-detector families: a base made by pruning + distillation depends on
-        its spec and the calibration footage (the detector's keys stay as they were, so its artefacts are not
-        rebuilt)."""
-        if self.recipe.model == "retinaface":
+        """Extra stamp-key parts for the non-detector families and pruned detector bases: a base made by pruning
+        + distillation depends on its spec and the calibration footage (the other detector keys stay as they were,
+        so their artefacts are not rebuilt)."""
+        if self.recipe.model == "retinaface" and not self.recipe.bases[base_name].prune_ratio:
             return []
         return [self.recipe.bases[base_name].model_dump(), self.data_key]
 
