@@ -82,6 +82,21 @@ class DetectorAdapter(ModelAdapter):
 
         export_base(run.recipe.bases[base_name], weights, out, run.recipe.input_size_px)
 
+    def build_qat(self, run: RecipeRun, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+        """QAT of the variant's base, self-distilled from the official FP32 model on the calibration clips
+        (:mod:`.detector_qat`); a ``dynamic_shape`` base gives a dynamic-shape export."""
+        from ims_runtime.toolchain.calibration import sample_frames
+        from ims_runtime.toolchain.detector_qat import make_qat
+
+        base = run.recipe.bases[variant.base]
+        if base.activation != "leaky_relu":
+            raise errors.IMSError(errors.SPEC_INVALID, f"variant {variant.name}: detector QAT needs a LeakyReLU base",
+                                  "use base: official or official_dynamic")
+        images = [image for _, _, image in sample_frames(run.calibration)]
+        size = None if base.dynamic_shape else run.recipe.input_size_px
+        return make_qat(self.base_weights(run, variant.base), self.base_weights(run, "official"), out, images,
+                        variant.steps, size, meta)
+
     def evaluate(self, run: RecipeRun, model: Path, reference: Path) -> dict[str, Any]:
         from ims_runtime.toolchain.calibration import sample_frames
         from ims_runtime.toolchain.evaluate import agreement_with_reference, wider_scores

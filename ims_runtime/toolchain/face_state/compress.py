@@ -29,6 +29,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ims_runtime.toolchain.face_state.model import OUTPUT_NAMES, FaceStateExport, count_macs, count_params
+from ims_runtime.toolchain.qat import qat_qconfig, select_quantized_engine
 
 THREADS = 1  # the build machine's 2 cores are shared; one thread keeps a build polite and deterministic
 
@@ -161,22 +162,6 @@ def make_pruned(fp32_onnx: Path, out: Path, wide_crops: np.ndarray, ratio: float
             if losses else None, "faces": len(wide_crops)}
 
 
-def qat_qconfig() -> torch.ao.quantization.QConfig:
-    """quint8 per-tensor activations (moving-average min/max), qint8 per-channel symmetric weights."""
-    from torch.ao.quantization import (
-        FakeQuantize,
-        MovingAverageMinMaxObserver,
-        MovingAveragePerChannelMinMaxObserver,
-    )
-
-    return torch.ao.quantization.QConfig(
-        activation=FakeQuantize.with_args(observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255,
-                                          dtype=torch.quint8, qscheme=torch.per_tensor_affine),
-        weight=FakeQuantize.with_args(observer=MovingAveragePerChannelMinMaxObserver, quant_min=-128,
-                                      quant_max=127, dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
-                                      ch_axis=0))
-
-
 class QuantWrapped(nn.Module):
     """QuantStub → folded network → DeQuantStub; the output scaling and sigmoids stay float (as in PTQ)."""
 
@@ -196,7 +181,7 @@ def make_qat(fp32_onnx: Path, out: Path, wide_crops: np.ndarray, steps: int, cro
     from torch.ao.quantization import convert, disable_observer, fuse_modules_qat, prepare_qat
 
     torch.set_num_threads(THREADS)
-    torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+    select_quantized_engine()
     teacher = folded_net_from_onnx(fp32_onnx)
     net = folded_net_from_onnx(fp32_onnx)
     model = QuantWrapped(net)

@@ -1,0 +1,216 @@
+"""Quantisation-aware training of the RetinaFace detector, self-distilled from the FP32 model on unlabelled footage.
+
+Eager ``torch.ao.quantization`` (docs/platform-notes.md: the path that exports to a QDQ ONNX running on ORT CPU and
+fully on QNN HTP):
+
+* :class:`QuantizableRetinaFace` is :class:`~.models.retinaface.RetinaFace` with the module names (and so the
+  official ``state_dict`` keys) unchanged, plus: a ``QuantStub`` at the input, ``FloatFunctional`` for the FPN
+  additions and the SSH concatenation (each gets its own output observer), a ``DeQuantStub`` after each head's
+  1x1 conv (reshaping, concatenating the levels and the class softmax stay float, as in PTQ). SSH's ``relu(cat(a, b, c))`` is written as
+  ``cat(relu(a), relu(b), relu(c))`` — the same numbers — so each branch fuses to Conv+BN+ReLU (one QLinearConv
+  with an all-positive output range instead of a signed one clipped afterwards).
+* Conv+BN(+ReLU) are fused by ``fuse_modules_qat``; LeakyReLU (0.1) stays a separate quantized op, as ORT has no
+  fused QLinearConv+LeakyRelu either.
+* BatchNorm statistics are frozen from the first step (``freeze_bn_stats``): the fused ConvBn keeps folding the
+  official running mean/var into the weights, like :mod:`.distill`'s float student, which stays in eval mode for
+  the same reason — a few hundred batches of 8 crops of three clips cannot re-estimate them well. Only weights
+  and BN affine parameters learn the rounding.
+* Observers are frozen for the last quarter of the steps, then ``convert`` and ``torch.onnx.export(dynamo=False)``
+  write QuantizeLinear/DequantizeLinear pairs ORT fuses into QLinearConv.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.ao.nn.quantized import FloatFunctional
+
+from ims_runtime.toolchain.models.retinaface import FPN, SSH, RetinaFace, _Head, load_official
+
+OUTPUT_NAMES = ["loc", "conf", "landms"]
+THREADS = 1  # the build machine's cores are shared; one thread keeps a build polite and deterministic
+
+
+class QuantizableFPN(FPN):
+    """:class:`FPN` with the two top-down additions as ``FloatFunctional`` (observed, requantised)."""
+
+    def __init__(self, in_channels: list[int], out_channels: int) -> None:
+        super().__init__(in_channels, out_channels)
+        self.add2 = FloatFunctional()
+        self.add1 = FloatFunctional()
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        out1 = self.output1(features[0])
+        out2 = self.output2(features[1])
+        out3 = self.output3(features[2])
+        out2 = self.merge2(self.add2.add(out2, F.interpolate(out3, size=out2.shape[2:], mode="nearest")))
+        out1 = self.merge1(self.add1.add(out1, F.interpolate(out2, size=out1.shape[2:], mode="nearest")))
+        return [out1, out2, out3]
+
+
+class QuantizableSSH(SSH):
+    """:class:`SSH` with the final ReLU moved into the three branches (``relu`` commutes with ``cat``) and the
+    concatenation as ``FloatFunctional``. The added ``nn.ReLU`` modules have no parameters: keys unchanged."""
+
+    def __init__(self, in_channel: int, out_channel: int) -> None:
+        super().__init__(in_channel, out_channel)
+        for branch in (self.conv3X3, self.conv5X5_2, self.conv7x7_3):
+            branch.append(nn.ReLU())
+        self.cat = FloatFunctional()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c5_1 = self.conv5X5_1(x)
+        return self.cat.cat([self.conv3X3(x), self.conv5X5_2(c5_1), self.conv7x7_3(self.conv7X7_2(c5_1))], dim=1)
+
+
+class DequantizedHead(_Head):
+    """:class:`_Head` whose 1x1 conv is the last quantized op: the permute/reshape to (N, anchors, values) and the
+    concatenation of the three levels run on float (the TorchScript exporter has no quantized Reshape; data
+    movement has nothing to quantise)."""
+
+    def __init__(self, in_channels: int, anchors: int, values: int) -> None:
+        super().__init__(in_channels, anchors, values)
+        self.dequant = torch.ao.quantization.DeQuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.dequant(self.conv1x1(x)).permute(0, 2, 3, 1)
+        return out.reshape(out.shape[0], -1, self.values)
+
+
+class QuantizableRetinaFace(RetinaFace):
+    """RetinaFace ready for eager QAT. Before :func:`prepare` it computes exactly what :class:`RetinaFace` does."""
+
+    def __init__(self, out_channels: int = 64) -> None:
+        super().__init__(out_channels)
+        self.fpn = QuantizableFPN([64, 128, 256], out_channels)
+        self.ssh1 = QuantizableSSH(out_channels, out_channels)
+        self.ssh2 = QuantizableSSH(out_channels, out_channels)
+        self.ssh3 = QuantizableSSH(out_channels, out_channels)
+        a = self.anchors_per_location
+        self.ClassHead = nn.ModuleList([DequantizedHead(out_channels, a, 2) for _ in range(3)])
+        self.BboxHead = nn.ModuleList([DequantizedHead(out_channels, a, 4) for _ in range(3)])
+        self.LandmarkHead = nn.ModuleList([DequantizedHead(out_channels, a, 10) for _ in range(3)])
+        self.quant = torch.ao.quantization.QuantStub()
+
+    def body_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Input quantisation, backbone, FPN, SSH: the three quantized feature maps the heads read."""
+        fpn = self.fpn(self.body(self.quant(x)))
+        return [self.ssh1(fpn[0]), self.ssh2(fpn[1]), self.ssh3(fpn[2])]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.body_forward(x)
+        loc = torch.cat([h(f) for h, f in zip(self.BboxHead, features)], dim=1)
+        conf = torch.cat([h(f) for h, f in zip(self.ClassHead, features)], dim=1)
+        landms = torch.cat([h(f) for h, f in zip(self.LandmarkHead, features)], dim=1)
+        if not self.training:
+            conf = F.softmax(conf, dim=-1)
+        return loc, conf, landms
+
+
+def quantizable_from(model: RetinaFace) -> QuantizableRetinaFace:
+    """A :class:`QuantizableRetinaFace` with ``model``'s weights and BN statistics (strict; eval mode)."""
+    net = QuantizableRetinaFace()
+    net.load_state_dict(model.state_dict(), strict=True)
+    return net.eval()
+
+
+def fusion_groups(model: nn.Module) -> list[list[str]]:
+    """Every Conv2d → BatchNorm2d (→ ReLU) run inside an ``nn.Sequential``, as ``fuse_modules_qat`` names."""
+    groups = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for i, (child_name, child) in enumerate(children[:-1]):
+            if isinstance(child, nn.Conv2d) and isinstance(children[i + 1][1], nn.BatchNorm2d):
+                group = [f"{name}.{child_name}", f"{name}.{children[i + 1][0]}"]
+                if i + 2 < len(children) and type(children[i + 2][1]) is nn.ReLU:
+                    group.append(f"{name}.{children[i + 2][0]}")
+                groups.append(group)
+    return groups
+
+
+def prepare(net: QuantizableRetinaFace) -> QuantizableRetinaFace:
+    """Fuse, attach the project's QConfig, insert fake-quant (in place; returns ``net`` in train mode, BN frozen)."""
+    from torch.ao.nn.intrinsic.qat import freeze_bn_stats
+    from torch.ao.quantization import fuse_modules_qat, prepare_qat
+
+    from ims_runtime.toolchain.qat import qat_qconfig
+
+    net.train()
+    fuse_modules_qat(net, fusion_groups(net), inplace=True)
+    net.qconfig = qat_qconfig()
+    prepare_qat(net, inplace=True)
+    net.apply(freeze_bn_stats)
+    return net
+
+
+def convert(net: QuantizableRetinaFace) -> nn.Module:
+    """The trained fake-quant network → a real quantized module (eval mode) the TorchScript exporter writes as QDQ."""
+    from ims_runtime.toolchain.qat import select_quantized_engine
+
+    select_quantized_engine()
+    return torch.ao.quantization.convert(copy.deepcopy(net).eval(), inplace=False)
+
+
+def train(net: QuantizableRetinaFace, teacher: RetinaFace, images_bgr: list[np.ndarray], steps: int,
+          lr: float = 1e-4, label: str = "qat") -> dict[str, Any]:
+    """Self-distil the prepared ``net`` from ``teacher`` for ``steps`` (observers frozen for the last quarter)."""
+    from torch.ao.quantization import disable_observer
+
+    from ims_runtime.toolchain.distill import DistillConfig, distill, timed
+
+    freeze_at = steps - steps // 4
+    report = timed(label)
+
+    def progress(step: int, loss: float) -> None:
+        report(step, loss)
+        if step + 1 == freeze_at:  # from step freeze_at on, the ranges are fixed and the weights adapt to them
+            net.apply(disable_observer)
+
+    started = time.monotonic()
+    losses = distill(net, teacher, images_bgr, DistillConfig(steps=steps, lr=lr), progress, train_mode=True)
+    return {"qat_steps": steps, "observers_frozen_at": freeze_at, "lr": lr, "bn_stats": "frozen from step 0",
+            "train_s": round(time.monotonic() - started, 1), "s_per_step": round((time.monotonic() - started)
+                                                                                 / max(1, steps), 2),
+            "distill_loss_first_last": [losses[0], losses[-1]] if losses else None, "frames": len(images_bgr)}
+
+
+def export(quantized: nn.Module, out: Path, input_wh_px: tuple[int, int] | None, metadata: dict[str, Any]) -> Path:
+    """Converted network → QDQ ONNX ``out`` (input ``input``, outputs loc/conf/landms like the FP32 export).
+
+    ``input_wh_px=None`` exports dynamic height/width (what the ORT CPU runtime deploys); a size exports static."""
+    from ims_runtime.toolchain.export import export_onnx
+
+    w, h = input_wh_px or (640, 384)
+    dynamic = None
+    if input_wh_px is None:
+        dynamic = {"input": {2: "height", 3: "width"}, **{n: {1: "anchors"} for n in OUTPUT_NAMES}}
+    else:
+        metadata = {**metadata, "ims.input_size_wh": [w, h]}
+    return export_onnx(quantized, torch.zeros(1, 3, h, w), out, input_name="input", output_names=OUTPUT_NAMES,
+                       dynamic_axes=dynamic, metadata=metadata)
+
+
+def make_qat(student_weights: Path, teacher_weights: Path, out: Path, images_bgr: list[np.ndarray], steps: int,
+             input_wh_px: tuple[int, int] | None, metadata: dict[str, object], lr: float = 1e-4) -> dict[str, Any]:
+    """Float RetinaFace weights → QAT self-distilled from the FP32 teacher on ``images_bgr`` → QDQ ONNX ``out``.
+
+    Both weight files are LeakyReLU RetinaFace ``state_dict`` s (the recipe passes the official weights twice)."""
+    from ims_runtime.toolchain.export import retinaface_metadata
+
+    torch.set_num_threads(THREADS)
+    teacher = load_official(str(teacher_weights))
+    net = prepare(quantizable_from(load_official(str(student_weights))))
+    facts = train(net, teacher, images_bgr, steps, lr=lr)
+    meta = {**retinaface_metadata(student_weights), **metadata, "ims.precision": "int8",
+            "ims.how_made": f"QAT (torch.ao eager), {steps} self-distillation steps from {teacher_weights.name}"}
+    export(convert(net), out, input_wh_px, meta)
+    return {**facts, "engine": torch.backends.quantized.engine, "threads": THREADS}
