@@ -15,8 +15,8 @@ from conftest import shared
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from ims_runtime.toolchain import detector_qat  # noqa: E402
-from ims_runtime.toolchain.models.retinaface import load_official  # noqa: E402
+from ims_runtime.toolchain import detector_qat
+from ims_runtime.toolchain.models.retinaface import load_official
 
 INPUT_WH = (320, 192)
 
