@@ -84,7 +84,7 @@ class DetectorAdapter(ModelAdapter):
 
     def build_qat(self, run: RecipeRun, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
         """QAT of the variant's base, self-distilled from the official FP32 model on the calibration clips
-        (:mod:`.detector_qat`); a ``dynamic_shape`` base gives a dynamic-shape export."""
+        (:mod:`.detector_qat`); a ``dynamic_shape`` base gives a dynamic-shape export, ``keep_float`` a float stem."""
         from ims_runtime.toolchain.calibration import sample_frames
         from ims_runtime.toolchain.detector_qat import make_qat
 
@@ -95,7 +95,7 @@ class DetectorAdapter(ModelAdapter):
         images = [image for _, _, image in sample_frames(run.calibration)]
         size = None if base.dynamic_shape else run.recipe.input_size_px
         return make_qat(self.base_weights(run, variant.base), self.base_weights(run, "official"), out, images,
-                        variant.steps, size, meta)
+                        variant.steps, size, meta, keep_float=variant.keep_float)
 
     def evaluate(self, run: RecipeRun, model: Path, reference: Path) -> dict[str, Any]:
         from ims_runtime.toolchain.calibration import sample_frames

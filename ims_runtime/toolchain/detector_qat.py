@@ -137,13 +137,51 @@ def fusion_groups(model: nn.Module) -> list[list[str]]:
     return groups
 
 
-def prepare(net: QuantizableRetinaFace) -> QuantizableRetinaFace:
-    """Fuse, attach the project's QConfig, insert fake-quant (in place; returns ``net`` in train mode, BN frozen)."""
+def module_of_onnx_node(node_name: str) -> str:
+    """The torch module path of an exported node name: ``/body/stage1/stage1.1/stage1.1.2/LeakyRelu`` →
+    ``body.stage1.1.2`` (the exporter scopes each node by the module path, one level per segment)."""
+    parts = node_name.strip("/").split("/")
+    return parts[-2] if len(parts) < 3 else f"{parts[0]}.{parts[-2]}"
+
+
+def keep_float_prefix(net: QuantizableRetinaFace, last_float: str) -> list[str]:
+    """Leave the backbone's first layers, up to and including module ``last_float`` (in ``body.stage1``), in
+    float: their Conv+BN are folded (no BN statistics to freeze), their qconfig is None, and the input QuantStub
+    moves to just after ``last_float``. Returns the module paths kept float.
+
+    Why: ORT CPU's u8s8 QLinearConv is slower than float Conv for the 3-channel stem and the 8-channel depthwise
+    layer after it (docs/optimisation.md), and the stem sees the raw image, whose range is the widest."""
+    from torch.ao.quantization import fuse_modules
+
+    leaves = [f"body.stage1.{name}" for name, module in net.body.stage1.named_modules()
+              if name and not list(module.children())]
+    if last_float not in leaves:
+        raise ValueError(f"{last_float!r} is not a layer of body.stage1 ({leaves[:4]} ...)")
+    prefix = leaves[:leaves.index(last_float) + 1]
+    net.eval()  # eval-mode fusion folds BN into the conv
+    fuse_modules(net, [g for g in fusion_groups(net) if set(g) <= set(prefix)], inplace=True)
+    for name in prefix:
+        net.get_submodule(name).qconfig = None
+    parent_name, _, index = last_float.rpartition(".")
+    parent = net.get_submodule(parent_name)
+    from ims_runtime.toolchain.qat import qat_qconfig
+
+    parent[int(index)] = nn.Sequential(parent[int(index)], torch.ao.quantization.QuantStub(qat_qconfig()))
+    net.quant = nn.Identity()
+    return prefix
+
+
+def prepare(net: QuantizableRetinaFace, float_until: str | None = None) -> QuantizableRetinaFace:
+    """Fuse, attach the project's QConfig, insert fake-quant (in place; returns ``net`` in train mode, BN frozen).
+
+    ``float_until``: keep the layers up to this module path float (:func:`keep_float_prefix`); None = all INT8."""
     from torch.ao.nn.intrinsic.qat import freeze_bn_stats
     from torch.ao.quantization import fuse_modules_qat, prepare_qat
 
     from ims_runtime.toolchain.qat import qat_qconfig
 
+    if float_until is not None:
+        keep_float_prefix(net, float_until)
     net.train()
     fuse_modules_qat(net, fusion_groups(net), inplace=True)
     net.qconfig = qat_qconfig()
@@ -200,17 +238,28 @@ def export(quantized: nn.Module, out: Path, input_wh_px: tuple[int, int] | None,
 
 
 def make_qat(student_weights: Path, teacher_weights: Path, out: Path, images_bgr: list[np.ndarray], steps: int,
-             input_wh_px: tuple[int, int] | None, metadata: dict[str, object], lr: float = 1e-4) -> dict[str, Any]:
+             input_wh_px: tuple[int, int] | None, metadata: dict[str, object], lr: float = 1e-4,
+             keep_float: list[str] | None = None) -> dict[str, Any]:
     """Float RetinaFace weights → QAT self-distilled from the FP32 teacher on ``images_bgr`` → QDQ ONNX ``out``.
 
-    Both weight files are LeakyReLU RetinaFace ``state_dict`` s (the recipe passes the official weights twice)."""
+    Both weight files are LeakyReLU RetinaFace ``state_dict`` s (the recipe passes the official weights twice).
+    ``keep_float``: exported node names (as in PTQ's ``keep_float``) of a float *prefix* of the backbone; the
+    last one decides where quantisation starts, and every node before it must be listed too."""
     from ims_runtime.toolchain.export import retinaface_metadata
 
     torch.set_num_threads(THREADS)
     teacher = load_official(str(teacher_weights))
-    net = prepare(quantizable_from(load_official(str(student_weights))))
+    net = quantizable_from(load_official(str(student_weights)))
+    float_until = module_of_onnx_node(keep_float[-1]) if keep_float else None
+    prepare(net, float_until)
+    kept = {name for name, m in net.named_modules() if name.startswith("body.") and not hasattr(m, "weight_fake_quant")
+            and isinstance(m, nn.Conv2d)}
+    wanted = {module_of_onnx_node(n) for n in keep_float or [] if n.endswith("/Conv")}
+    if kept != wanted:
+        raise ValueError(f"keep_float must name a prefix of the backbone: float convs would be {sorted(kept)}, "
+                         f"asked {sorted(wanted)}")
     facts = train(net, teacher, images_bgr, steps, lr=lr)
     meta = {**retinaface_metadata(student_weights), **metadata, "ims.precision": "int8",
             "ims.how_made": f"QAT (torch.ao eager), {steps} self-distillation steps from {teacher_weights.name}"}
     export(convert(net), out, input_wh_px, meta)
-    return {**facts, "engine": torch.backends.quantized.engine, "threads": THREADS}
+    return {**facts, "kept_float": keep_float or [], "engine": torch.backends.quantized.engine, "threads": THREADS}
