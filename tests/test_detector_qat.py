@@ -59,7 +59,7 @@ def test_quantizable_network_loads_the_official_keys_and_computes_the_same_float
     reference = load_official(str(official))
     net = detector_qat.quantizable_from(reference)
     assert set(net.state_dict()) == set(reference.state_dict())  # same keys: the official file loads strictly
-    x = _letterboxed(_frames("video04.mp4", (30,))[0])
+    x = _letterboxed(_frames("video04.mp4", (0,))[0])
     for train in (False, True):  # eval: softmaxed conf; train: raw logits (what distillation sees)
         reference.train(train)
         net.train(train)
@@ -112,3 +112,18 @@ def test_a_few_qat_steps_export_a_qdq_onnx_the_detector_stage_runs(official: Pat
         assert iou_xyxy(box, np.array([want.faces[want.driver_index].box_xyxy_px]))[0] >= 0.7
     qat.close()
     reference.close()
+
+
+def test_float_stem_stays_float_and_quantisation_starts_after_it(official: Path) -> None:
+    from torch import nn
+
+    net = detector_qat.prepare(detector_qat.quantizable_from(load_official(str(official))), "body.stage1.1.2")
+    stem, depthwise, pointwise = net.body.stage1[0][0], net.body.stage1[1][0], net.body.stage1[1][3]
+    assert type(stem) is nn.Conv2d and type(depthwise) is nn.Conv2d  # float, BN folded into the bias
+    assert stem.bias is not None and not hasattr(stem, "weight_fake_quant")
+    assert hasattr(pointwise, "weight_fake_quant")  # everything after the cut is fake-quantised
+    assert isinstance(net.quant, nn.Identity)
+    assert isinstance(net.body.stage1[1][2][1], torch.ao.quantization.QuantStub)
+    assert detector_qat.module_of_onnx_node("/body/stage1/stage1.1/stage1.1.2/LeakyRelu") == "body.stage1.1.2"
+    with pytest.raises(ValueError, match="not a layer of body.stage1"):
+        detector_qat.prepare(detector_qat.quantizable_from(load_official(str(official))), "fpn.output1.0")
