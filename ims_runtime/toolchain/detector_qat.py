@@ -87,31 +87,19 @@ class DequantizedHead(_Head):
 class QuantizableRetinaFace(RetinaFace):
     """RetinaFace ready for eager QAT. Before :func:`prepare` it computes exactly what :class:`RetinaFace` does."""
 
+    head_type = DequantizedHead
+
     def __init__(self, out_channels: int = 64) -> None:
         super().__init__(out_channels)
         self.fpn = QuantizableFPN([64, 128, 256], out_channels)
         self.ssh1 = QuantizableSSH(out_channels, out_channels)
         self.ssh2 = QuantizableSSH(out_channels, out_channels)
         self.ssh3 = QuantizableSSH(out_channels, out_channels)
-        a = self.anchors_per_location
-        self.ClassHead = nn.ModuleList([DequantizedHead(out_channels, a, 2) for _ in range(3)])
-        self.BboxHead = nn.ModuleList([DequantizedHead(out_channels, a, 4) for _ in range(3)])
-        self.LandmarkHead = nn.ModuleList([DequantizedHead(out_channels, a, 10) for _ in range(3)])
         self.quant = torch.ao.quantization.QuantStub()
 
-    def body_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Input quantisation, backbone, FPN, SSH: the three quantized feature maps the heads read."""
-        fpn = self.fpn(self.body(self.quant(x)))
-        return [self.ssh1(fpn[0]), self.ssh2(fpn[1]), self.ssh3(fpn[2])]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features = self.body_forward(x)
-        loc = torch.cat([h(f) for h, f in zip(self.BboxHead, features)], dim=1)
-        conf = torch.cat([h(f) for h, f in zip(self.ClassHead, features)], dim=1)
-        landms = torch.cat([h(f) for h, f in zip(self.LandmarkHead, features)], dim=1)
-        if not self.training:
-            conf = F.softmax(conf, dim=-1)
-        return loc, conf, landms
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Input quantisation, then backbone, FPN, SSH: the three quantized feature maps the heads read."""
+        return super().features(self.quant(x))
 
 
 def quantizable_from(model: RetinaFace) -> QuantizableRetinaFace:

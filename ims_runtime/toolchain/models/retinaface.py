@@ -110,6 +110,7 @@ class RetinaFace(nn.Module):
     """RetinaFace-MobileNet0.25. ``forward`` returns ``(loc, conf, landms)``; ``conf`` is softmaxed in eval."""
 
     anchors_per_location = 2
+    head_type: type[nn.Module] = _Head  # subclasses swap the head (detector_qat: dequantize after its conv)
 
     def __init__(self, out_channels: int = 64) -> None:
         super().__init__()
@@ -119,13 +120,17 @@ class RetinaFace(nn.Module):
         self.ssh2 = SSH(out_channels, out_channels)
         self.ssh3 = SSH(out_channels, out_channels)
         a = self.anchors_per_location
-        self.ClassHead = nn.ModuleList([_Head(out_channels, a, 2) for _ in range(3)])
-        self.BboxHead = nn.ModuleList([_Head(out_channels, a, 4) for _ in range(3)])
-        self.LandmarkHead = nn.ModuleList([_Head(out_channels, a, 10) for _ in range(3)])
+        self.ClassHead = nn.ModuleList([self.head_type(out_channels, a, 2) for _ in range(3)])
+        self.BboxHead = nn.ModuleList([self.head_type(out_channels, a, 4) for _ in range(3)])
+        self.LandmarkHead = nn.ModuleList([self.head_type(out_channels, a, 10) for _ in range(3)])
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone, FPN and SSH: the three feature maps (strides 8, 16, 32) the heads read."""
+        fpn = self.fpn(self.body(x))
+        return [self.ssh1(fpn[0]), self.ssh2(fpn[1]), self.ssh3(fpn[2])]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        fpn = self.fpn(self.body(x))
-        features = [self.ssh1(fpn[0]), self.ssh2(fpn[1]), self.ssh3(fpn[2])]
+        features = self.features(x)
         loc = torch.cat([h(f) for h, f in zip(self.BboxHead, features)], dim=1)
         conf = torch.cat([h(f) for h, f in zip(self.ClassHead, features)], dim=1)
         landms = torch.cat([h(f) for h, f in zip(self.LandmarkHead, features)], dim=1)
