@@ -76,7 +76,8 @@ class VariantSpec(StrictModel):
         description="how it is made")
     base: str = Field("official", description="which float base (key of `bases`) it starts from")
     method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="calibration method")
-    keep_float: list[str] = Field(default_factory=list, description="ONNX node names kept in float")
+    keep_float: list[str] = Field(default_factory=list, description="ONNX node names kept in float (detector "
+                                  "qat: only a prefix of the backbone, e.g. the stem)")
     float_bias: bool = Field(False, description="keep Conv biases float32 instead of int32 with per-channel scale "
                              "and zero point (4 instead of 12 bytes per channel; ORT CPU still fuses QLinearConv)")
     float_weights: Literal["fp32", "fp16"] = Field("fp32", description="storage of the weights of layers kept in "
