@@ -93,3 +93,14 @@ def cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess
     """Run ``ims-runtime ARGS`` in a subprocess (the real entry point)."""
     return subprocess.run([sys.executable, "-m", "ims_runtime.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})}, check=False)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread for toolchain tests: with other jobs on the 2 CI cores, two threads made a 320x192
+    RetinaFace forward ~50x slower. Use with ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

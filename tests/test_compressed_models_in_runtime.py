@@ -16,19 +16,13 @@ import numpy as np
 import pytest
 from conftest import REPO, SPECS, cli, shared
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
 FRAMES = 12
 FACE_STATE_FP32 = REPO / "models" / "face_state_v1.onnx"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the 2 CI cores are shared (two threads made small forwards much slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _replay(tmp_path: Path, name: str, *overrides: str) -> list[dict]:

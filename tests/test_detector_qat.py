@@ -21,13 +21,7 @@ from ims_runtime.toolchain.models.retinaface import load_official
 INPUT_WH = (320, 192)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: with other jobs on the 2 CI cores, two threads made a 320x192 forward ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
