@@ -183,7 +183,11 @@ def convert(net: QuantizableRetinaFace) -> nn.Module:
     from ims_runtime.toolchain.qat import select_quantized_engine
 
     select_quantized_engine()
-    return torch.ao.quantization.convert(copy.deepcopy(net).eval(), inplace=False)
+    quantized = torch.ao.quantization.convert(copy.deepcopy(net).eval(), inplace=False)
+    for module in quantized.modules():  # quantized::leaky_relu has no in-place form: it warns on every call
+        if isinstance(module, nn.LeakyReLU):
+            module.inplace = False
+    return quantized
 
 
 def train(net: QuantizableRetinaFace, teacher: RetinaFace, images_bgr: list[np.ndarray], steps: int,
