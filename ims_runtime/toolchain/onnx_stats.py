@@ -23,9 +23,18 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
-def model_stats(path: Path) -> dict[str, int]:
-    """``size_bytes``, ``params`` (Conv/Gemm/MatMul weights and biases) and ``macs`` (Conv only, batch 1)."""
+def model_stats(path: Path, input_hw_px: tuple[int, int] | None = None) -> dict[str, int]:
+    """``size_bytes``, ``params`` (Conv/Gemm/MatMul weights and biases) and ``macs`` (Conv only, batch 1).
+
+    ``input_hw_px``: for an image model exported with dynamic height/width, the (H, W) to count MACs at (the
+    first input's dims 2 and 3 are fixed to it before shape inference)."""
     model = onnx.load(str(path))
+    if input_hw_px is not None:
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        if len(dims) == 4:
+            for dim, value in zip(dims[2:], input_hw_px):
+                if not dim.dim_value:
+                    dim.dim_value = value
     shapes = _shapes(model)
     inits = {i.name: i for i in model.graph.initializer}
     producer = {out: node for node in model.graph.node for out in node.output}

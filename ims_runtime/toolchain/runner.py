@@ -195,9 +195,10 @@ class RecipeRun:
             model, facts = self.build(variant)
             scores = self.evaluate(variant, model)
             models[variant.name] = model
-            stats = model_stats(model)
+            w, h = recipe.input_size_px
+            stats = model_stats(model, (h, w))  # (h, w) fixes a dynamic-shape image model's size for the MACs
             if not stats["macs"]:  # 16-bit Q/DQ (com.microsoft domain) stops ONNX shape inference: same network
-                stats["macs"] = model_stats(self.float_model(variant.base))["macs"]
+                stats["macs"] = model_stats(self.float_model(variant.base), (h, w))["macs"]
             self.results[variant.name] = {"kind": variant.kind, "base": variant.base, "file": model.name,
                                           "sha256": paths.sha256_file(model), "facts": facts, **scores, **stats}
             say("    " + ", ".join(f"{k} {v:.4g}" for k, v in
