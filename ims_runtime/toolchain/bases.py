@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ims_runtime import errors, paths
-from ims_runtime.toolchain.export import export_onnx, retinaface_metadata
+from ims_runtime.toolchain.export import export_retinaface_module, retinaface_metadata
 from ims_runtime.toolchain.recipe import BaseSpec
 
 if TYPE_CHECKING:
@@ -114,15 +114,7 @@ def distill_base(run: RecipeRun, base_name: str) -> Path:
 
 def export_base(base: BaseSpec, weights: Path, out: Path, input_wh_px: tuple[int, int]) -> Path:
     model = build_network(base, weights)
-    w, h = input_wh_px
     meta = {**retinaface_metadata(weights), "ims.activation": base.activation}
     if base.prune_ratio:
         meta["ims.prune_ratio"] = base.prune_ratio
-    dynamic = None
-    if base.dynamic_shape:
-        dynamic = {"input": {2: "height", 3: "width"}, "loc": {1: "anchors"}, "conf": {1: "anchors"},
-                   "landms": {1: "anchors"}}
-    else:
-        meta["ims.input_size_wh"] = [w, h]
-    return export_onnx(model, torch.zeros(1, 3, h, w), out, input_name="input",
-                       output_names=["loc", "conf", "landms"], dynamic_axes=dynamic, metadata=meta)
+    return export_retinaface_module(model, out, None if base.dynamic_shape else input_wh_px, meta)

@@ -34,7 +34,6 @@ from torch.ao.nn.quantized import FloatFunctional
 
 from ims_runtime.toolchain.models.retinaface import FPN, SSH, RetinaFace, _Head, load_official
 
-OUTPUT_NAMES = ["loc", "conf", "landms"]
 THREADS = 1  # the build machine's cores are shared; one thread keeps a build polite and deterministic
 
 
@@ -214,19 +213,11 @@ def train(net: QuantizableRetinaFace, teacher: RetinaFace, images_bgr: list[np.n
 
 
 def export(quantized: nn.Module, out: Path, input_wh_px: tuple[int, int] | None, metadata: dict[str, Any]) -> Path:
-    """Converted network → QDQ ONNX ``out`` (input ``input``, outputs loc/conf/landms like the FP32 export).
+    """Converted network → QDQ ONNX ``out`` with the FP32 export's contract (``input_wh_px=None``: dynamic
+    height/width, what the ORT CPU runtime deploys; a size: static)."""
+    from ims_runtime.toolchain.export import export_retinaface_module
 
-    ``input_wh_px=None`` exports dynamic height/width (what the ORT CPU runtime deploys); a size exports static."""
-    from ims_runtime.toolchain.export import export_onnx
-
-    w, h = input_wh_px or (640, 384)
-    dynamic = None
-    if input_wh_px is None:
-        dynamic = {"input": {2: "height", 3: "width"}, **{n: {1: "anchors"} for n in OUTPUT_NAMES}}
-    else:
-        metadata = {**metadata, "ims.input_size_wh": [w, h]}
-    return export_onnx(quantized, torch.zeros(1, 3, h, w), out, input_name="input", output_names=OUTPUT_NAMES,
-                       dynamic_axes=dynamic, metadata=metadata)
+    return export_retinaface_module(quantized, out, input_wh_px, metadata)
 
 
 def make_qat(student_weights: Path, teacher_weights: Path, out: Path, images_bgr: list[np.ndarray], steps: int,

@@ -72,21 +72,32 @@ def retinaface_metadata(weights: Path) -> dict[str, Any]:
     }
 
 
-def export_retinaface(weights: Path, out_path: Path, input_size_wh: tuple[int, int] | None = None) -> Path:
-    """Export RetinaFace-MobileNet0.25 from the official weights.
+#: the detector stage's output contract (ims_runtime/stages/face_detector.py): box, class and landmark offsets
+RETINAFACE_OUTPUTS = ["loc", "conf", "landms"]
 
-    ``input_size_wh=None`` gives dynamic height and width (the ORT CPU default); a fixed size suits QNN and
-    TensorRT, which want static shapes.
+
+def export_retinaface_module(model: torch.nn.Module, out_path: Path, input_size_wh: tuple[int, int] | None,
+                             metadata: dict[str, Any]) -> Path:
+    """Any network with RetinaFace's interface (official, ReLU, pruned, converted QAT) → ONNX with the detector
+    stage's contract: input ``input`` (1, 3, H, W), outputs ``loc``/``conf``/``landms`` (1, anchors, ...).
+
+    ``input_size_wh=None`` gives dynamic height and width (the ORT CPU default: tracking re-detects in crops of
+    another size); a fixed size suits QNN and TensorRT, which want static shapes, and is recorded in the metadata.
     """
-    from ims_runtime.toolchain.models.retinaface import load_official
-
-    model = load_official(str(weights))
     w, h = input_size_wh or (640, 384)
-    sample = torch.zeros(1, 3, h, w)
-    dynamic = None if input_size_wh else {"input": {2: "height", 3: "width"}, "loc": {1: "anchors"},
-                                          "conf": {1: "anchors"}, "landms": {1: "anchors"}}
-    meta = retinaface_metadata(weights)
+    dynamic = None
+    meta = dict(metadata)
     if input_size_wh:
         meta["ims.input_size_wh"] = list(input_size_wh)
-    return export_onnx(model, sample, out_path, input_name="input", output_names=["loc", "conf", "landms"],
-                       dynamic_axes=dynamic, metadata=meta)
+    else:
+        dynamic = {"input": {2: "height", 3: "width"}, **{name: {1: "anchors"} for name in RETINAFACE_OUTPUTS}}
+    return export_onnx(model, torch.zeros(1, 3, h, w), out_path, input_name="input",
+                       output_names=RETINAFACE_OUTPUTS, dynamic_axes=dynamic, metadata=meta)
+
+
+def export_retinaface(weights: Path, out_path: Path, input_size_wh: tuple[int, int] | None = None) -> Path:
+    """Export RetinaFace-MobileNet0.25 from the official weights (sizes: :func:`export_retinaface_module`)."""
+    from ims_runtime.toolchain.models.retinaface import load_official
+
+    return export_retinaface_module(load_official(str(weights)), out_path, input_size_wh,
+                                    retinaface_metadata(weights))
