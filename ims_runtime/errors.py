@@ -17,6 +17,7 @@ class ErrorKind(str, Enum):
     BACKEND = "backend"
     SOURCE = "source"
     PUBLISH = "publish"
+    OUTPUT = "output"
     INTERNAL = "internal"
 
 
@@ -29,7 +30,7 @@ class ErrorCode:
 
 
 # Exit codes: 2 = the spec (or command line) is wrong, 3 = a model artefact, 4 = a backend,
-# 5 = the frame source, 6 = the publisher. 1 is left for unexpected failures.
+# 5 = the frame source, 6 = the publisher, 7 = an output file. 1 is left for unexpected failures.
 SPEC_NOT_FOUND = ErrorCode("SPEC_NOT_FOUND", ErrorKind.SPEC, False, 2)
 SPEC_YAML_SYNTAX = ErrorCode("SPEC_YAML_SYNTAX", ErrorKind.SPEC, False, 2)
 SPEC_INVALID = ErrorCode("SPEC_INVALID", ErrorKind.SPEC, False, 2)
@@ -47,6 +48,7 @@ SOURCE_CAMERA_NOT_PRESENT = ErrorCode("SOURCE_CAMERA_NOT_PRESENT", ErrorKind.SOU
 PUBLISH_ENDPOINT_IN_USE = ErrorCode("PUBLISH_ENDPOINT_IN_USE", ErrorKind.PUBLISH, False, 6)
 PUBLISH_ENDPOINT_INVALID = ErrorCode("PUBLISH_ENDPOINT_INVALID", ErrorKind.PUBLISH, False, 6)
 PUBLISH_KEYS = ErrorCode("PUBLISH_KEYS", ErrorKind.PUBLISH, False, 6)
+OUTPUT_UNWRITABLE = ErrorCode("OUTPUT_UNWRITABLE", ErrorKind.OUTPUT, False, 7)
 
 
 class IMSError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ims_runtime.atomic import atomic_write_bytes
 from ims_runtime.backends import _cache
 
 SHA = "ab" * 32
@@ -40,7 +41,7 @@ def test_artefact_path_sidecar_round_trip_and_discard(tmp_path: Path) -> None:
     k = key()
     path = _cache.artefact_path("qnn_context", Path("/models/rf.onnx"), k, "_ctx.onnx", root=tmp_path)
     assert path.parent == tmp_path / "qnn_context" and path.name == f"rf.{k.digest}_ctx.onnx"
-    _cache.atomic_write(path, b"binary")
+    atomic_write_bytes(path, b"binary")
     _cache.write_sidecar(path, k, placement={"QNNExecutionProvider": {"Conv": 3}})
     facts = _cache.read_sidecar(path)
     assert facts["sdk_version"] == "2.51.0" and facts["target"] == {"htp_arch": "73", "soc_model": "52"}

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ims_runtime import paths
+from ims_runtime.atomic import atomic_write_bytes
 
 #: hex digits of the key used in file names (64 bits: collisions are not a practical concern for a cache)
 KEY_CHARS = 16
@@ -61,23 +61,10 @@ def sidecar_path(artefact: Path) -> Path:
     return artefact.with_name(artefact.name + ".json")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename, so a crash never leaves a half-written cache entry.
-
-    (The toolchain has the same helper; the runtime must not import the toolchain.)
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_sidecar(artefact: Path, key: CacheKey, **facts: object) -> None:
     """Record the key's facts (and e.g. node placement at compile time) next to the artefact."""
     text = json.dumps({**key.facts(), **facts}, indent=2, sort_keys=True) + "\n"
-    atomic_write(sidecar_path(artefact), text.encode())
+    atomic_write_bytes(sidecar_path(artefact), text.encode())
 
 
 def read_sidecar(artefact: Path) -> dict[str, object]:

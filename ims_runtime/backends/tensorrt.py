@@ -27,6 +27,7 @@ import structlog
 from pydantic import Field
 
 from ims_runtime import errors, paths
+from ims_runtime.atomic import atomic_write_bytes
 from ims_runtime.backends import _cache
 from ims_runtime.backends._vendor import import_sdk
 from ims_runtime.backends.base import Backend, BackendConfigBase, TensorInfo
@@ -140,7 +141,7 @@ def build_engine(trt: object, model_path: Path, config: TensorRtConfig, timing_c
     if plan is None:
         raise errors.IMSError(errors.BACKEND_PLACEMENT, f"TensorRT could not build an engine for {model_path.name}",
                               "run with TensorRT verbose logging (trtexec --onnx=... --verbose) to see which layer")
-    _cache.atomic_write(timing_cache_path, bytes(memoryview(builder_config.get_timing_cache().serialize())))
+    atomic_write_bytes(timing_cache_path, bytes(memoryview(builder_config.get_timing_cache().serialize())))
     return bytes(memoryview(plan))
 
 
@@ -172,7 +173,7 @@ class TensorRtBackend(Backend):
         if engine is None:
             log.info("tensorrt_build", model=model_path.name, precision=config.precision, note="takes minutes")
             plan = build_engine(trt, model_path, config, timing_path)
-            _cache.atomic_write(plan_path, plan)
+            atomic_write_bytes(plan_path, plan)
             _cache.write_sidecar(plan_path, key, source_model=str(model_path))
             engine = runtime.deserialize_cuda_engine(plan)
             self.engine_status = "built"

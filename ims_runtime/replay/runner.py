@@ -7,9 +7,8 @@ apart from :data:`ims_runtime.messages.NONDETERMINISTIC_FIELDS`.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ims_runtime import messages
+from ims_runtime.atomic import atomic_output
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.pipeline.sources import FrameSource
 from ims_runtime.publish.zmq_pub import Publisher
@@ -57,15 +57,12 @@ def run_replay(pipeline: Pipeline, source: FrameSource, out_path: Path | None = 
         total = min(total, max_frames) if total else max_frames
     window = LatencyWindow(size=10**9)
     summary = ReplaySummary(out_path=str(out_path) if out_path else None)
-    handle = tmp_name = None
-    if out_path is not None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-        handle = os.fdopen(fd, "w", encoding="utf-8")
     bar = tqdm(total=total, unit="frame", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     started = time.monotonic()
     first_capture_ns: int | None = None
-    try:
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(atomic_output(out_path)) if out_path is not None else None
+        stack.callback(bar.close)
         for frame in source.frames():
             if max_frames is not None and summary.frames >= max_frames:
                 break
@@ -86,17 +83,6 @@ def run_replay(pipeline: Pipeline, source: FrameSource, out_path: Path | None = 
             if on_message is not None:
                 on_message(message)
             bar.update(1)
-        if handle is not None:
-            handle.close()
-            handle = None
-            os.replace(tmp_name, out_path)  # type: ignore[arg-type]
-            tmp_name = None
-    finally:
-        bar.close()
-        if handle is not None:
-            handle.close()
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
     summary.wall_s = time.monotonic() - started
     summary.latency_ms = window.percentiles()
     return summary

@@ -76,7 +76,8 @@ def distill_base(run: RecipeRun, base_name: str) -> Path:
     removing ``prune_ratio`` of the channels, if set)."""
     from ims_runtime.toolchain.calibration import sample_frames
     from ims_runtime.toolchain.distill import DistillConfig, distill, relu_variant, timed
-    from ims_runtime.toolchain.manifest import atomic_write_bytes, record
+    from ims_runtime.atomic import atomic_write_bytes
+    from ims_runtime.toolchain.manifest import record
     from ims_runtime.toolchain.models.retinaface import load_official
 
     base = run.recipe.bases[base_name]

@@ -43,7 +43,8 @@ def build_recipe_variant(recipe_name: str, variant_name: str, catalogue_name: st
     This is what ``ims-runtime models build`` / CI run for a deployed artefact: one export + one PTQ, minutes on
     two cores. ``ims-opt run`` is what measures it.
     """
-    from ims_runtime.toolchain.manifest import atomic_write_bytes, record
+    from ims_runtime.atomic import atomic_write_bytes
+    from ims_runtime.toolchain.manifest import record
     from ims_runtime.toolchain.recipe import load_recipe
     from ims_runtime.toolchain.runner import RecipeRun
 

@@ -120,7 +120,7 @@ def save_pruned(model: nn.Module, out: Path) -> None:
     """Write ``model``'s plain ``state_dict`` atomically (:func:`load_pruned` reads it back)."""
     import io
 
-    from ims_runtime.toolchain.manifest import atomic_write_bytes
+    from ims_runtime.atomic import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)

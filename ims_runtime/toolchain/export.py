@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from ims_runtime.paths import sha256_file
-from ims_runtime.toolchain.manifest import atomic_write_bytes
+from ims_runtime.atomic import atomic_write_bytes
 
 OPSET = 17
 

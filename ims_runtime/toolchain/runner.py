@@ -25,7 +25,8 @@ from ims_runtime.toolchain import quantize as q
 from ims_runtime.toolchain.adapters import adapter_for
 from ims_runtime.toolchain.benchmark import benchmark
 from ims_runtime.toolchain.calibration import FrameSample, check_disjoint
-from ims_runtime.toolchain.manifest import atomic_write_bytes, record
+from ims_runtime.atomic import atomic_write_bytes
+from ims_runtime.toolchain.manifest import record
 from ims_runtime.toolchain.onnx_stats import model_stats
 from ims_runtime.toolchain.quantize_qnn import shared_dir
 from ims_runtime.toolchain.recipe import Recipe, VariantSpec

@@ -10,7 +10,7 @@ import onnx
 
 from ims_runtime import errors
 from ims_runtime.toolchain import quantize as q
-from ims_runtime.toolchain.manifest import atomic_write_bytes
+from ims_runtime.atomic import atomic_write_bytes
 from ims_runtime.toolchain.onnx_stats import compact_names
 from ims_runtime.toolchain.recipe import VariantSpec
 
