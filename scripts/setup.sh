@@ -6,7 +6,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 export IMS_SHARED_DIR="${IMS_SHARED_DIR:-$(cd "$REPO/.." && pwd)/shared}"
 export IMS_MODEL_PATH="${IMS_MODEL_PATH:-$IMS_SHARED_DIR/models}"
-export IMS_CACHE_DIR="${IMS_CACHE_DIR:-$REPO/.cache/ims-runtime}"
+# built artefacts: IMS_CACHE_DIR if set (.ci/run sets its own), else the default every command uses
+export IMS_CACHE_DIR="${IMS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ims-runtime}"
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
