@@ -1,5 +1,8 @@
 """``ims-opt``: the offline optimisation toolchain (needs the ``toolchain`` extra)."""
 
+# Each command imports its modules when it runs: most of them load torch (seconds, hundreds of MB), which
+# `--help`, `report` and `compile` do not need.
+
 from __future__ import annotations
 
 import argparse
