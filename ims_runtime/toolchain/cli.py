@@ -1,12 +1,18 @@
 """``ims-opt``: the offline optimisation toolchain (needs the ``toolchain`` extra)."""
 
+# Each command imports its modules when it runs: most of them load torch (seconds, hundreds of MB), which
+# `--help`, `report` and `compile` do not need.
+
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import get_args
 
 from ims_runtime import catalog, errors, paths
+from ims_runtime.backends.qnn import QnnConfig
+from ims_runtime.backends.tensorrt import TensorRtConfig
 
 
 def _require_input(relative: str) -> Path:
@@ -68,12 +74,13 @@ def cmd_quantize_qnn_retinaface(args: argparse.Namespace) -> int:
     from ims_runtime.toolchain.export import export_retinaface
     from ims_runtime.toolchain.manifest import record
     from ims_runtime.toolchain.quantize import quantize_qnn
-    from ims_runtime.toolchain.quantize_qnn import CALIBRATION_CLIPS, retinaface_tensors, shared_dir
+    from ims_runtime.toolchain.quantize_qnn import CALIBRATION_CLIPS, qnn_calibration_tensors
+    from ims_runtime.toolchain.shared_data import videos_dir
 
     size = tuple(args.input_size)
     weights = _require_input(catalog.CATALOG["retinaface_mnet025_fp32"].inputs[0])
     videos = [Path(v) for v in args.videos] if args.videos else \
-        [shared_dir() / "data" / "videos" / clip for clip in CALIBRATION_CLIPS]
+        [videos_dir() / clip for clip in CALIBRATION_CLIPS]
     missing = [str(v) for v in videos if not v.is_file()]
     if missing:
         raise errors.IMSError(errors.MODEL_BUILD_FAILED, f"calibration clips not found: {', '.join(missing)}",
@@ -81,7 +88,7 @@ def cmd_quantize_qnn_retinaface(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else paths.cache_dir() / f"retinaface_mnet025_int8_qnn_{size[0]}x{size[1]}.onnx"
     float_path = out.with_name(f"retinaface_mnet025_fp32_{size[0]}x{size[1]}.onnx")
     export_retinaface(weights, float_path, size)  # type: ignore[arg-type]
-    tensors = retinaface_tensors(videos, size, per_video=args.frames_per_video)  # type: ignore[arg-type]
+    tensors = qnn_calibration_tensors(videos, size, per_video=args.frames_per_video)  # type: ignore[arg-type]
     quantize_qnn(float_path, out, tensors)
     entry = record(out.parent / "manifest.json", out, recipe="ims-opt quantize-qnn retinaface",
                    source=str(float_path), precision="int8", input_size_wh=list(size),
@@ -139,11 +146,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from ims_runtime.toolchain.compile import build_qnn_context, build_tensorrt_plan
+    """Compile with the runtime's own backend, into the cache entry its first load looks up."""
+    from ims_runtime.toolchain.compile import compile_qnn_context, compile_tensorrt_plan
 
     model = Path(args.model)
-    out = build_qnn_context(model, args.soc) if args.target == "qnn" else build_tensorrt_plan(model)
-    print(f"wrote {out}")
+    if not model.is_file():
+        raise errors.IMSError(errors.MODEL_NOT_FOUND, f"model {model} does not exist",
+                              "pass a QDQ .onnx, e.g. a qnn_* variant written by `ims-opt run`")
+    if args.target == "qnn":
+        out, status = compile_qnn_context(model, QnnConfig(soc_model=args.soc, htp_arch=args.htp_arch))
+    else:
+        out, status = compile_tensorrt_plan(model, TensorRtConfig(precision=args.precision))
+    print(f"{'compiled' if status == 'built' else 'already in the cache'}: {out}")
     return 0
 
 
@@ -215,11 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", nargs="+", metavar="VARIANT", help="only these variants (plus fp32, the yardstick)")
     run.set_defaults(func=cmd_run)
 
-    comp = sub.add_parser("compile", help="QNN HTP context binary or TensorRT plan from a QDQ model (cached by "
-                          "toolkit version and chip)")
+    comp = sub.add_parser("compile", help="QNN HTP context binary or TensorRT plan from a QDQ model, compiled by the "
+                          "runtime's backend into the cache entry its first load looks up (keyed by model, SDK "
+                          "version, chip and options)")
     comp.add_argument("target", choices=["qnn", "trt"])
     comp.add_argument("model", help="QDQ .onnx (e.g. a qnn_* variant of ims-opt run)")
-    comp.add_argument("--soc", type=int, default=60, help="QNN SoC model id (default 60)")
+    qnn = QnnConfig.model_fields  # the defaults and choices are the spec's: the same options give the same cache key
+    comp.add_argument("--soc", type=int, default=qnn["soc_model"].default,
+                      help="qnn: SoC model id, as qnn_htp soc_model in a spec (default %(default)s = SA8255P/QCS8255 "
+                      "class)")
+    comp.add_argument("--htp-arch", type=int, default=qnn["htp_arch"].default,
+                      choices=get_args(get_args(qnn["htp_arch"].annotation)[0]),
+                      help="qnn: Hexagon HTP architecture, as qnn_htp htp_arch in a spec (default %(default)s)")
+    comp.add_argument("--precision", default="int8_qdq",
+                      choices=get_args(TensorRtConfig.model_fields["precision"].annotation),
+                      help="trt: as tensorrt precision in a spec (default %(default)s: INT8 from the model's Q/DQ "
+                      "nodes, FP16 for the float layers)")
     comp.set_defaults(func=cmd_compile)
 
     report = sub.add_parser("report", help="Markdown + PNG report from the recipes' latest results")

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
 import time
 from pathlib import Path
 
 from ims_runtime import errors
-
-_REPO = Path(__file__).resolve().parents[3]
-
-
-def shared_dir() -> Path:
-    return Path(os.environ.get("IMS_SHARED_DIR") or _REPO.parent / "shared").expanduser()
+from ims_runtime.toolchain.shared_data import shared_dir
 
 
 def _recipe(args: argparse.Namespace):
