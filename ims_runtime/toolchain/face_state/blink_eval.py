@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ims_runtime import errors
 from ims_runtime.toolchain.face_state.blink_truth import CLOSED, DOWNCAST, EXCLUDED, OPEN, BlinkTruth, load_truth
 from ims_runtime.toolchain.face_state.replay_track import ReplayTrack, load_replay
 
@@ -129,6 +130,14 @@ def evaluate_replay(replay: Path | ReplayTrack, truth: Path | BlinkTruth,
     per-frame closed probability (N,) aligned with the replay's rows."""
     track = replay if isinstance(replay, ReplayTrack) else load_replay(replay)
     truth = truth if isinstance(truth, BlinkTruth) else load_truth(truth)
+    if track.source and Path(track.source).name != truth.clip:
+        raise errors.IMSError(errors.SOURCE_UNREADABLE, f"the replay is of {Path(track.source).name} but the "
+                              f"annotation is of {truth.clip}", "pass the annotation of the replayed clip")
+    replayed = int(track.frame_id.max()) + 1
+    if replayed > truth.frames:
+        raise errors.IMSError(errors.SOURCE_UNREADABLE, f"the replay has frame {replayed - 1} but the annotation of "
+                              f"{truth.clip} only {truth.frames} frames", "re-annotate or pass the right files")
+    truth = truth.first_frames(replayed)  # a replay made with --max-frames is scored on its frames only
     per_frame = decisions(track, truth.frames, openness_threshold, teacher_closed_p)
     return {"truth": truth_counts(truth), "replay_frames": track.frames,
             "frames_with_face_state": int(np.isfinite(track.eye_openness).sum()),

@@ -24,7 +24,7 @@ and raises ``SOURCE_UNREADABLE`` naming the file and the field.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,15 @@ class BlinkTruth:
     excluded_ranges: tuple[tuple[int, int], ...]
     method: str
     notes: str = ""
+
+    def first_frames(self, frames: int) -> BlinkTruth:
+        """The annotation of the first ``frames`` frames only (ranges cut there): for a replay with
+        ``--max-frames``."""
+        def cut(ranges: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+            return tuple((s, min(e, frames - 1)) for s, e in ranges if s < frames)
+
+        return replace(self, frames=min(frames, self.frames), closed_ranges=cut(self.closed_ranges),
+                       downcast_ranges=cut(self.downcast_ranges), excluded_ranges=cut(self.excluded_ranges))
 
     def frame_labels(self) -> np.ndarray:
         """(frames,) int8: OPEN, CLOSED, DOWNCAST or EXCLUDED per frame."""
