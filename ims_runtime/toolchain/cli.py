@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     fse.add_argument("--cew-limit", type=int, help="only the first N closed-eye faces (quick checks)")
     fse.add_argument("--no-cew", action="store_true", help="skip the closed-eye faces")
     fse.add_argument("--json", help="also write the whole report as JSON here")
+    fse.add_argument("--include-trained", action="store_true",
+                     help="also compare pose/gaze on the training clips (marked *; checks the harness, not a result)")
     fse.add_argument("--crops", action="store_true",
                      help="instead: the model alone vs the teachers on the held-apart crops of the label cache")
     fse.add_argument("--model", help="--crops: ONNX file (default: the recipe's output)")

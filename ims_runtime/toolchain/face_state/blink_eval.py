@@ -139,8 +139,18 @@ def evaluate_replay(replay: Path | ReplayTrack, truth: Path | BlinkTruth,
                               f"{truth.clip} only {truth.frames} frames", "re-annotate or pass the right files")
     truth = truth.first_frames(replayed)  # a replay made with --max-frames is scored on its frames only
     per_frame = decisions(track, truth.frames, openness_threshold, teacher_closed_p)
+    labels = truth.frame_labels()
+    openness = np.full(truth.frames, np.nan)
+    openness[track.frame_id] = track.eye_openness
+
+    def mean_openness(label: int) -> float | None:
+        values = openness[(labels == label) & np.isfinite(openness)]
+        return float(values.mean()) if len(values) else None
+
     return {"truth": truth_counts(truth), "replay_frames": track.frames,
             "frames_with_face_state": int(np.isfinite(track.eye_openness).sum()),
+            "mean_openness": {"open_frames": mean_openness(OPEN), "closed_frames": mean_openness(CLOSED),
+                              "downcast_frames": mean_openness(DOWNCAST)},
             "rule": f"episode found when a predicted episode overlaps the true range widened by {tolerance_frames} "
                     "frame(s) each side",
             "scores": {name: score(closed, truth, tolerance_frames) for name, closed in per_frame.items()}}

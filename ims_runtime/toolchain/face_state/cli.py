@@ -62,7 +62,7 @@ def eval_ground_truth(args: argparse.Namespace) -> int:
         shared_dir() / "data" / "cew_faces_closed" / "images"
     work = paths.cache_dir() / "eval" / "face_state" / spec.stem
     report = ground_truth_eval.evaluate(spec, Path(args.recipe), shared_dir(), Path(args.annotations), work, cew,
-                                        args.cew_limit, log=lambda m: print(m, flush=True))
+                                        args.cew_limit, args.include_trained, log=lambda m: print(m, flush=True))
     print(ground_truth_eval.format_report(report))
     if json_out is not None:
         atomic_write_bytes(json_out, (json.dumps(report, indent=2) + "\n").encode())
@@ -151,6 +151,9 @@ def eval_blinks(args: argparse.Namespace) -> int:
           f"{result['truth']['downcast_frames']} downcast / {result['truth']['excluded_frames']} excluded frames; "
           f"{result['rule']}")
     print(blink_eval.format_table({Path(truth.clip).stem: result}))
+    means = result["mean_openness"]
+    print("mean published openness: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in means.items()
+                                                    if v is not None))
     if json_out is not None:
         atomic_write_bytes(json_out, (json.dumps(result, indent=2) + "\n").encode())
         print(f"wrote {json_out}")

@@ -102,6 +102,7 @@ def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log)
     pipeline = build_pipeline(loaded)
     images = sorted(folder.glob("*.jpg"))[:limit]
     found = closed = below = 0
+    openness: list[float] = []
     try:
         for n, path in enumerate(images, 1):
             image = cv2.imread(str(path))
@@ -113,7 +114,8 @@ def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log)
             if eyes:
                 found += 1
                 closed += bool(eyes["closed"])
-                below += (eyes["left_open"] + eyes["right_open"]) / 2 < threshold
+                openness.append((eyes["left_open"] + eyes["right_open"]) / 2)
+                below += openness[-1] < threshold
             if n % 200 == 0:
                 log(f"  cew_faces_closed: {n}/{len(images)} images")
     finally:
@@ -121,6 +123,8 @@ def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log)
     share = (lambda k: k / found if found else None)
     return {"images": len(images), "faces_with_state": found, "published_closed_share": share(closed),
             f"openness_below_{threshold:g}_share": share(below), "baseline_always_open_share": 0.0,
+            "openness_percentiles_5_50_95": [float(v) for v in np.percentile(openness, [5, 50, 95])] if openness
+            else None,
             "note": "every face has closed eyes; share of faces with a face state the pipeline calls closed"}
 
 
@@ -132,8 +136,9 @@ def trained_clips(recipe_path: Path) -> set[str]:
 
 
 def evaluate(spec_path: Path, recipe_path: Path, shared: Path, annotations: Path, work_dir: Path,
-             cew_faces: Path | None, cew_limit: int | None, log: Log = print) -> dict:
-    """The whole report as a JSON-ready dict (see the module docstring)."""
+             cew_faces: Path | None, cew_limit: int | None, include_trained: bool = False, log: Log = print) -> dict:
+    """The whole report as a JSON-ready dict (see the module docstring). ``include_trained``: also compare pose and
+    gaze on the training clips, flagged ``seen_in_training`` (a check of the harness, never a result)."""
     trained = trained_clips(recipe_path)
     videos = sorted((shared / "data" / "videos").glob("*.mp4"))
     truth_files = {load_truth(p).clip: p for p in sorted(annotations.glob("*.json"))}
@@ -143,7 +148,7 @@ def evaluate(spec_path: Path, recipe_path: Path, shared: Path, annotations: Path
                     "exists in the shared data", "pose_gaze": {}, "blinks": {}}
     for clip in videos:
         held_apart = clip.stem not in trained
-        if not held_apart and clip.name not in truth_files:
+        if not held_apart and not include_trained and clip.name not in truth_files:
             continue
         log(f"{clip.name}: replay through {spec_path.name}")
         track = replay_clip(spec_path, clip, work_dir / f"{clip.stem}.jsonl")
@@ -155,9 +160,10 @@ def evaluate(spec_path: Path, recipe_path: Path, shared: Path, annotations: Path
             result = blink_eval.evaluate_replay(track, truth_files[clip.name], teacher_closed_p=teacher_p)
             result["seen_in_training"] = not held_apart
             report["blinks"][clip.stem] = result
-        if held_apart:
+        if held_apart or include_trained:
             log(f"{clip.name}: teachers on {int(track.present.sum())} driver faces")
-            report["pose_gaze"][clip.stem] = pose_gaze_figures(track, teacher_reference(clip, track))
+            figures = pose_gaze_figures(track, teacher_reference(clip, track))
+            report["pose_gaze"][clip.stem] = {**figures, "seen_in_training": not held_apart}
     held = {k: v for k, v in report["blinks"].items() if not v["seen_in_training"]}
     report["blinks_pooled_all"] = blink_eval.pooled(report["blinks"])
     report["blinks_pooled_held_apart"] = blink_eval.pooled(held)
@@ -174,8 +180,10 @@ def _f(value, spec: str = ".2f") -> str:
 def format_report(report: dict) -> str:
     lines = [f"trained on: {', '.join(report['trained_on_clips'])}; pose/gaze reference: the teachers (no ground "
              "truth exists)", "",
-             f"{'clip':<10}{'angle':<16}{'n':>5}{'r':>7}{'MAE':>7}{'zero':>7}{'clip mean':>10}  (MAE in deg)"]
+             f"{'clip':<10}{'angle':<16}{'n':>5}{'r':>7}{'MAE':>7}{'zero':>7}{'clip mean':>10}  (MAE in deg; "
+             "* = seen in training)"]
     for clip, figures in report["pose_gaze"].items():
+        clip += "*" if figures["seen_in_training"] else ""
         for name in ("head_yaw_deg", "head_pitch_deg", "head_roll_deg", "gaze_pitch_deg", "gaze_yaw_deg"):
             f = figures[name]
             lines.append(f"{clip:<10}{name[:-4]:<16}{f['n']:>5}{_f(f.get('r')):>7}{_f(f.get('mae'), '.1f'):>7}"
@@ -183,6 +191,9 @@ def format_report(report: dict) -> str:
     lines += ["", "blinks (clips marked * were seen in training):"]
     marked = {(k + ("*" if v["seen_in_training"] else "")): v for k, v in report["blinks"].items()}
     lines.append(blink_eval.format_table(marked))
+    lines.append("mean published openness (open / closed / downcast frames): " + "; ".join(
+        f"{clip} {_f(v['mean_openness']['open_frames'])} / {_f(v['mean_openness']['closed_frames'])} / "
+        f"{_f(v['mean_openness']['downcast_frames'])}" for clip, v in report["blinks"].items()))
     for title, key in (("pooled, all annotated clips", "blinks_pooled_all"),
                        ("pooled, held-apart clips", "blinks_pooled_held_apart")):
         lines.append(f"{title}: " + "; ".join(
@@ -194,5 +205,6 @@ def format_report(report: dict) -> str:
         lines += ["", f"cew_faces_closed: {cew['faces_with_state']}/{cew['images']} faces with a state; published "
                   f"eyes.closed on {_f(100 * cew['published_closed_share'] if cew['published_closed_share'] is not None else None, '.1f')} %, "
                   f"{below} {_f(100 * cew[below] if cew[below] is not None else None, '.1f')} % "
-                  f"(always-open baseline 0 %)"]
+                  f"(always-open baseline 0 %); published openness 5/50/95th percentile "
+                  + " / ".join(_f(v) for v in (cew["openness_percentiles_5_50_95"] or []))]
     return "\n".join(lines)
