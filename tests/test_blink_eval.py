@@ -15,9 +15,10 @@ import pytest
 from conftest import REPO, shared
 
 from ims_runtime import errors
-from ims_runtime.toolchain.face_state import blink_eval
-from ims_runtime.toolchain.face_state.blink_truth import (CLOSED, DOWNCAST, EXCLUDED, OPEN, BlinkTruth, load_truth,
-                                                          parse_truth)
+from ims_runtime.toolchain.face_state import blink_eval, blink_truth
+from ims_runtime.toolchain.face_state.blink_truth import BlinkTruth, load_truth, parse_truth
+
+CLOSED, DOWNCAST, EXCLUDED, OPEN = blink_truth.CLOSED, blink_truth.DOWNCAST, blink_truth.EXCLUDED, blink_truth.OPEN
 
 ANNOTATIONS = REPO / "deploy" / "annotations" / "blinks"
 

@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from ims_runtime import errors
-from ims_runtime.toolchain.face_state.blink_truth import CLOSED, DOWNCAST, EXCLUDED, OPEN, BlinkTruth, load_truth
+from ims_runtime.toolchain.face_state.blink_truth import (
+    CLOSED,
+    DOWNCAST,
+    EXCLUDED,
+    OPEN,
+    BlinkTruth,
+    load_truth,
+)
 from ims_runtime.toolchain.face_state.replay_track import ReplayTrack, load_replay
 
 Range = tuple[int, int]
@@ -179,8 +186,8 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 def format_table(results: Mapping[str, dict]) -> str:
     """One row per clip and decision."""
-    lines = [f"{'clip':<12}{'decision':<30}{'found':>8}{'false':>7}{'false/min':>10}{'closed rec':>11}"
-             f"{'open rec':>9}{'bal acc':>8}{'downcast→closed':>16}"]
+    lines = [(f"{'clip':<12}{'decision':<30}{'found':>8}{'false':>7}{'false/min':>10}{'closed rec':>11}"
+              f"{'open rec':>9}{'bal acc':>8}{'downcast→closed':>16}")]
     for clip, result in results.items():
         for name, s in result["scores"].items():
             lines.append(f"{clip:<12}{name:<30}{s['found']:>4}/{s['true_episodes']:<3}{s['false']:>7}"

