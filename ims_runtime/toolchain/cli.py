@@ -184,6 +184,18 @@ def cmd_eval_face_state(args: argparse.Namespace) -> int:
     return eval_face_state(args)
 
 
+def cmd_eval_blinks(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.face_state.cli import eval_blinks
+
+    return eval_blinks(args)
+
+
+def cmd_annotate_blinks_sheet(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.face_state.cli import annotate_blinks_sheet
+
+    return annotate_blinks_sheet(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ims-opt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -254,13 +266,63 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("eval", help="measure a trained network on held-apart data")
     eval_sub = evaluate.add_subparsers(dest="model", required=True)
-    fse = eval_sub.add_parser("face-state", help="face-state model vs the teachers on the held-apart clip")
-    fse.add_argument("--recipe", default="deploy/recipes/face-state.yaml", help="recipe naming the data")
-    fse.add_argument("--model", help="ONNX file (default: the recipe's output)")
+    fse = eval_sub.add_parser(
+        "face-state", help="the deployed face-state vs ground truth (blinks, closed-eye faces) and the teachers "
+        "(head pose, gaze) on held-apart clips",
+        description="Runs the spec's pipeline on every shared clip the recipe did not train on (head pose and gaze "
+        "against the OMZ teachers: no ground truth exists) and on every annotated clip (blinks against "
+        "deploy/annotations/blinks), and on data/cew_faces_closed (all eyes closed). Baselines beside every "
+        "figure. --crops: the older model-only comparison with the teachers on the label cache's crops.")
+    fse.add_argument("--recipe", default="deploy/recipes/face-state.yaml",
+                     help="recipe naming the training clips (those are not held apart)")
+    fse.add_argument("--spec", default="deploy/specs/dev-cpu.yaml", help="deployment spec to evaluate")
+    fse.add_argument("--annotations", default="deploy/annotations/blinks", help="folder of blink annotations")
+    fse.add_argument("--cew-faces", help="closed-eye face images (default: $IMS_SHARED_DIR/data/cew_faces_closed/"
+                     "images)")
+    fse.add_argument("--cew-limit", type=int, help="only the first N closed-eye faces (quick checks)")
+    fse.add_argument("--no-cew", action="store_true", help="skip the closed-eye faces")
+    fse.add_argument("--json", help="also write the whole report as JSON here")
+    fse.add_argument("--include-trained", action="store_true",
+                     help="also compare pose/gaze on the training clips (marked *; checks the harness, not a result)")
+    fse.add_argument("--crops", action="store_true",
+                     help="instead: the model alone vs the teachers on the held-apart crops of the label cache")
+    fse.add_argument("--model", help="--crops: ONNX file (default: the recipe's output)")
     fse.add_argument("--benchmark", action="store_true",
-                     help="also time the stage per face against the detector per frame (ORT CPU, 1 thread)")
-    fse.add_argument("--grey", action="store_true", help="evaluate on grey copies of the held-apart crops")
+                     help="--crops: also time the stage per face against the detector per frame (ORT CPU, 1 thread)")
+    fse.add_argument("--grey", action="store_true", help="--crops: evaluate on grey copies of the held-apart crops")
     fse.set_defaults(func=cmd_eval_face_state)
+    bl = eval_sub.add_parser(
+        "blinks", help="a replay's eyes.closed / openness vs blink ground truth (episodes, false/min, recalls)",
+        description="Scores the published eyes.closed, openness below --threshold, an always-open baseline and "
+        "(--teacher) the OMZ open/closed-eye teacher per frame against an ims-blinks/1 annotation. A true closure "
+        "is found when a predicted closed run overlaps it widened by --tolerance-frames each side.")
+    bl.add_argument("--replay", required=True, help="JSONL from `ims-runtime replay --out`")
+    bl.add_argument("--truth", required=True, help="annotation, e.g. deploy/annotations/blinks/video00.json")
+    bl.add_argument("--json", help="also write the figures as JSON here")
+    bl.add_argument("--threshold", type=float, default=0.25,
+                    help="openness below this counts as closed (default 0.25, the specs' eye_closed_below)")
+    bl.add_argument("--tolerance-frames", type=int, default=1, help="episode matching tolerance (default 1)")
+    bl.add_argument("--teacher", action="store_true", help="also score the OMZ open-closed-eye-0001 teacher")
+    bl.add_argument("--clip", help="--teacher: the video (default: the annotation's clip under $IMS_SHARED_DIR)")
+    bl.set_defaults(func=cmd_eval_blinks)
+
+    annotate = sub.add_parser("annotate", help="helpers for making ground truth by eye")
+    annotate_sub = annotate.add_subparsers(dest="what", required=True)
+    sheet = annotate_sub.add_parser(
+        "blinks-sheet", help="contact sheets of the driver's eyes (PNG) for marking closed frames",
+        description="Tiles a levelled both-eye strip of the driver face (from a replay's landmarks) of every frame "
+        "with its frame number and the driver box's centre x (a jump = another face). --teacher prints the OMZ "
+        "teacher's closed probability and frames it red above 0.5: a proposal to look at, not a label.")
+    sheet.add_argument("clip", help="the video the replay was made from")
+    sheet.add_argument("--replay", required=True, help="JSONL from `ims-runtime replay --out`")
+    sheet.add_argument("--out", required=True, help="folder for the PNG sheets")
+    sheet.add_argument("--teacher", action="store_true", help="print the OMZ teacher's closed probability")
+    sheet.add_argument("--frames", nargs=2, type=int, metavar=("FIRST", "LAST"), help="only these frames")
+    sheet.add_argument("--face", action="store_true", help="square tiles with brows to mouth (context)")
+    sheet.add_argument("--columns", type=int, default=10, help="tiles per row (default 10)")
+    sheet.add_argument("--rows", type=int, default=10, help="rows per sheet (default 10)")
+    sheet.add_argument("--tile-width", type=int, default=176, help="tile width in pixels (default 176)")
+    sheet.set_defaults(func=cmd_annotate_blinks_sheet)
     return parser
 
 
