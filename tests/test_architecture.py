@@ -140,3 +140,62 @@ def test_toolchain_has_no_import_cycle() -> None:
     cycle = find_cycle(import_graph(PACKAGE_DIR), "ims_runtime.toolchain")
     assert cycle is None, "import cycle in the toolchain: " + " -> ".join(cycle or [])
 
+
+
+# -- layers point down (docs/architecture.md) -------------------------------------------------------------------
+
+#: the runtime's layers, lowest first: a module may import its own layer and the ones below, never one above.
+#: Keys are the first name under ``ims_runtime`` (a subpackage or a top-level module; "" = the package itself).
+LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer) for layer in (
+    {"", "errors", "paths", "atomic", "logs", "types"},        # foundations
+    {"backends", "catalog"},                                   # running one model file; artefacts by name
+    {"spec"},                                                  # the deployment spec (uses the backend registry)
+    {"temporal", "contract"},                                  # per-frame signals, temporal features; the contract
+    {"policy", "messages"},                                    # the pure policy; the one encoder
+    {"stages"},                                                # detector, camera check, face-state, fatigue
+    {"pipeline", "publish", "telemetry"},                      # sources, speed input, pipeline; ZeroMQ; telemetry
+    {"replay", "eval", "bench", "service"},                    # what runs a pipeline
+    {"commands", "cli"},                                       # argument parsing
+    {"toolchain"},                                             # offline extra: may import the runtime
+))
+
+#: upward imports that are allowed, each with its reason
+ALLOWED_UPWARD = {
+    # `ims-runtime bench` builds its optional PyTorch-eager baseline row with the toolchain, lazily and only
+    # when the toolchain extra is installed; bench is a developer command, not the vehicle path
+    ("ims_runtime.commands.bench", "ims_runtime.toolchain.torch_backend"),
+}
+
+
+def layer_of(module: str) -> int:
+    parts = module.split(".")
+    key = parts[1] if len(parts) > 1 else ""
+    for index, layer in enumerate(LAYERS):
+        if key in layer:
+            return index
+    raise AssertionError(f"{module}: not in any layer — add it to LAYERS and docs/architecture.md")
+
+
+def test_every_runtime_import_points_down_the_layers() -> None:
+    graph = import_graph(PACKAGE_DIR)
+    upward = sorted((module, target, f"layer {layer_of(module)} → {layer_of(target)}")
+                    for module, targets in graph.items() for target in targets
+                    if target.startswith("ims_runtime") and layer_of(target) > layer_of(module)
+                    and (module, target) not in ALLOWED_UPWARD)
+    assert not upward, "imports pointing up the layers (docs/architecture.md):\n" + "\n".join(map(str, upward))
+
+
+def test_the_runtime_never_imports_torch_and_the_policy_holds_no_socket() -> None:
+    graph = import_graph(PACKAGE_DIR)
+    runtime = {m: t for m, t in graph.items() if layer_of(m) < LAYERS.index(frozenset({"toolchain"}))}
+    assert not [(m, x) for m, targets in runtime.items() for x in targets if x.split(".")[0] == "torch"]
+    policy = {x for m, targets in graph.items() if m.startswith("ims_runtime.policy") for x in targets}
+    assert not {x for x in policy if x.split(".")[0] in ("zmq", "socket", "time")}, policy
+
+
+def test_the_layer_table_is_the_one_documented() -> None:
+    doc = (PACKAGE_DIR.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for index, layer in enumerate(LAYERS):
+        row = next(line for line in doc.splitlines() if line.startswith(f"| {index} |"))
+        named = {name for name in layer if name}
+        assert all(f"`{name}`" in row for name in named), (index, row)
