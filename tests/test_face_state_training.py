@@ -47,6 +47,29 @@ def test_geometric_augmentation_keeps_a_marked_point_where_the_labels_say():
     assert abs(xs.mean() - (56 - 31)) < 1.5 and labels[1] == -LABELS[1]
 
 
+def test_landmark_offset_that_turns_the_landmarks_turns_the_crop_and_the_roll_label():
+    # the deployed detector's landmarks turned 6 degrees clockwise about their centre: the runtime's alignment
+    # de-rotates them, so the crop content turns 6 degrees counter-clockwise and the crop-frame roll label by -6
+    from ims_runtime.stages.alignment import template_px
+
+    template = template_px(112)
+    centre = template.mean(0)
+    a = np.radians(6.0)
+    turn = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])   # clockwise on screen (y down)
+    offset = (template - centre) @ turn.T + centre - template
+    recipe = augment.AugmentRecipe(scale_jitter=0, rotation_deg=0, shift_px=0, flip_p=0,
+                                   landmark_offset_px=tuple(map(tuple, offset.tolist())))
+    wide = np.zeros((144, 144, 3), np.uint8)
+    cv2.circle(wide, (16 + int(round(centre[0])) + 30, 16 + int(round(centre[1]))), 3, (255, 255, 255), -1)
+    crop, labels = augment.geometric(wide, LABELS, 112, 16, recipe, np.random.default_rng(0))
+    assert labels[4] == pytest.approx(LABELS[4] - 6.0, abs=0.01)
+    ys, xs = np.nonzero(crop[..., 0] > 128)
+    assert ys.mean() < centre[1] - 2   # the dot right of centre moved up: a counter-clockwise turn
+    noisy = augment.AugmentRecipe(scale_jitter=0, rotation_deg=0, shift_px=0, flip_p=0, landmark_jitter_px=2.5)
+    rolls = [augment.geometric(wide, LABELS, 112, 16, noisy, np.random.default_rng(i))[1][4] for i in range(50)]
+    assert 0.3 < np.std(np.array(rolls) - LABELS[4]) < 5.0
+
+
 def test_photometric_augmentation_is_seeded_and_keeps_the_layout():
     crop = np.random.default_rng(3).integers(0, 255, (112, 112, 3), dtype=np.uint8)
     a = augment.photometric(crop, augment.AugmentRecipe(), np.random.default_rng(7))

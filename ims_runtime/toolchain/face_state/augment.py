@@ -1,6 +1,8 @@
 """Augmentation that imitates a cabin camera, applied to the stored wide aligned crops.
 
-Geometry: one similarity (scale, rotation, shift jitter — imitating landmark noise and head roll) and an optional
+Geometry: landmark jitter (the 5 landmarks moved by the deployed INT8 detector's measured offset plus random noise,
+then re-aligned exactly as the runtime aligns: the crop a noisier detector would give), one similarity (scale,
+rotation, shift jitter — imitating head roll and framing) and an optional
 horizontal flip, folded into a single warpAffine from the wide crop to the S x S network input; the labels move
 with it (roll and the gaze direction turn with the rotation; a flip negates yaw and roll and swaps the eyes).
 Photometric: grey / NIR look (grey, flattened contrast, gamma), low light (dark gamma + sensor noise), motion blur
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ims_runtime.stages.alignment import rotate_gaze
+from ims_runtime.stages.alignment import rotate_gaze, similarity_lstsq, template_px
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,12 @@ class AugmentRecipe:
     blur_p: float = 0.2
     occlusion_p: float = 0.2
     max_occlusion_frac: float = 0.35  # of the crop side
+    #: landmark noise, template pixels at 112x112: per sample a standard deviation drawn from U(0, 2x this), so
+    #: the errors have the heavier tail of a real detector's (0 = off)
+    landmark_jitter_px: float = 0.0
+    #: mean (5, 2) offset of the deployed detector's landmarks from the labelling detector's, template pixels
+    #: (left eye, right eye, nose, left mouth, right mouth as the image shows them); () = none
+    landmark_offset_px: tuple[tuple[float, float], ...] = ()
 
 
 def flip_labels(labels: np.ndarray) -> np.ndarray:
@@ -50,21 +58,45 @@ def rotate_labels(labels: np.ndarray, angle_deg: float) -> np.ndarray:
     return out
 
 
+def _homogeneous(matrix: np.ndarray) -> np.ndarray:
+    return np.vstack([matrix, [0.0, 0.0, 1.0]])
+
+
+def landmark_jitter_matrix(size_px: int, margin_px: int, recipe: AugmentRecipe,
+                           rng: np.random.Generator) -> np.ndarray:
+    """(2, 3) wide crop → S x S crop: the runtime's alignment of the landmarks the deployed detector would give.
+
+    The stored wide crop has the labelling detector's landmarks exactly on the template (shifted by the margin);
+    they are moved by the recipe's mean offset and random noise, and the similarity that aligns the moved points
+    to the template is the crop the runtime would cut from them. Without jitter: a plain shift by the margin."""
+    template = template_px(size_px)
+    moved = template + margin_px
+    scale = size_px / 112.0
+    if recipe.landmark_offset_px:
+        moved = moved + np.asarray(recipe.landmark_offset_px, np.float64) * scale
+    if recipe.landmark_jitter_px > 0:
+        sigma = rng.uniform(0, 2 * recipe.landmark_jitter_px) * scale
+        moved = moved + rng.normal(0, sigma, size=moved.shape)
+    return similarity_lstsq(moved, template)
+
+
 def geometric(wide_crop: np.ndarray, labels: np.ndarray, size_px: int, margin_px: int, recipe: AugmentRecipe,
               rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
     """Wide crop (S+2m, S+2m, 3) → (S, S, 3) network crop and its labels. ``rng=None``: the centre, no jitter."""
     if rng is None:
         return wide_crop[margin_px:margin_px + size_px, margin_px:margin_px + size_px], labels
+    align = landmark_jitter_matrix(size_px, margin_px, recipe, rng)
     scale = 1 + rng.uniform(-recipe.scale_jitter, recipe.scale_jitter)
     angle = rng.uniform(-recipe.rotation_deg, recipe.rotation_deg)   # clockwise on screen
     shift = rng.uniform(-recipe.shift_px, recipe.shift_px, size=2)
-    centre = (margin_px + size_px / 2, margin_px + size_px / 2)
     # getRotationMatrix2D turns counter-clockwise for positive angles: pass -angle for a clockwise turn
-    matrix = cv2.getRotationMatrix2D(centre, -angle, scale)
-    matrix[:, 2] += shift - margin_px
+    frame = cv2.getRotationMatrix2D((size_px / 2, size_px / 2), -angle, scale)
+    frame[:, 2] += shift
+    matrix = (_homogeneous(frame) @ _homogeneous(align))[:2]
     crop = cv2.warpAffine(wide_crop, matrix, (size_px, size_px), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
-    labels = rotate_labels(labels, angle)
+    # in y-down pixels a matrix [[c, -s], [s, c]] turns content clockwise by atan2(s, c)
+    labels = rotate_labels(labels, float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))))
     if rng.random() < recipe.flip_p:
         crop = crop[:, ::-1]
         labels = flip_labels(labels)

@@ -85,8 +85,8 @@ def eval_teacher_crops(args: argparse.Namespace) -> int:
         faces.crops[is_val] = [cv2.cvtColor(cv2.cvtColor(c, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
                                for c in faces.crops[is_val]]
         print("held-apart crops converted to grey (a monochrome / NIR-like camera)")
-    result = evaluate_held_apart(model, faces, recipe)
-    print(evaluate.format_table(result))
+    for group, figures in evaluate_held_apart(model, faces, recipe).items():
+        print(f"held apart: {group}\n{evaluate.format_table(figures)}")
     if args.benchmark:
         benchmark(model, shared_dir() / recipe.data.val_videos[0])
     return 0

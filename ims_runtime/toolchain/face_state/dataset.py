@@ -3,6 +3,12 @@ store a wide aligned crop per face, cache everything in one npz keyed by data + 
 
 Split by clip, never by frame: every face of a held-apart clip is validation; WIDER images are training only.
 Every face of a decent size is used (not just the driver's), to see more identities.
+
+Face folders (``face_folders``, e.g. UTKFace's 200x200 face chips: thousands of identities, ages and poses) are
+labelled the same way, one face per image (the largest the detector finds in the image padded by replication, so
+that a face filling the chip is still found and FaceMesh's 1.5x region has context), split by file (a hash of the
+file name puts ``face_folder_val_percent`` % into validation). They are cached apart from the clips, one npz per
+folder, so adding a folder does not relabel the clips.
 """
 
 from __future__ import annotations
@@ -47,6 +53,18 @@ class DataRecipe:
     negatives_per_image: float = 1.0
     seed: int = 0
     extra: dict = field(default_factory=dict)
+    #: folders of face photos, relative to the shared folder (any folder of .jpg/.png faces works)
+    face_folders: tuple[str, ...] = ()
+    face_folder_val_percent: int = 10
+    #: each side of a face photo is padded (replicated) by this fraction of its size before detection
+    face_folder_pad_frac: float = 0.5
+    face_folder_detector_input_px: tuple[int, int] = (320, 320)
+    #: at most this many files per folder (sorted by name; None = all): for quick trials
+    face_folder_limit: int | None = None
+
+    def clip_fields(self) -> dict:
+        """The fields that decide the clip/WIDER labels (the cache key of that part)."""
+        return {k: v for k, v in asdict(self).items() if not k.startswith("face_folder")}
 
 
 @dataclass
@@ -106,13 +124,98 @@ def cache_key(shared: Path, recipe: DataRecipe, teacher_versions: dict[str, str]
                    for rel in (*recipe.train_videos, *recipe.val_videos) for p in [shared / rel])
     if recipe.wider_images:
         files += sorted(f"{p.name}:{p.stat().st_size}" for p in (shared / recipe.wider_images).glob("*.jpg"))
-    blob = json.dumps({"format": CACHE_FORMAT, "recipe": asdict(recipe), "teachers": teacher_versions,
+    blob = json.dumps({"format": CACHE_FORMAT, "recipe": recipe.clip_fields(), "teachers": teacher_versions,
                        "detector": detector_sha, "files": files}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def build(shared: Path, recipe: DataRecipe, log=print) -> tuple[LabelledFaces, Path, dict]:
-    """Label every face (or load the cached labels). Returns the faces, the cache file and facts for the manifest."""
+    """Label every face (or load the cached labels): the clips and WIDER images, then each face folder. Returns the
+    faces, the clips' cache file and facts for the manifest."""
+    faces, path, facts = _build_clips(shared, recipe, log)
+    folder_caches = []
+    for rel in recipe.face_folders:
+        folder_faces, folder_path = _build_folder(shared, rel, recipe, log)
+        faces = concatenate([faces, folder_faces])
+        folder_caches.append(folder_path.name)
+    if folder_caches:
+        facts = {**facts, "face_folder_label_caches": folder_caches, **_counts(faces)}
+    return faces, path, facts
+
+
+def concatenate(parts: list[LabelledFaces]) -> LabelledFaces:
+    return LabelledFaces(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in LabelledFaces.__dataclass_fields__})
+
+
+def _folder_files(shared: Path, rel: str, recipe: DataRecipe) -> list[Path]:
+    files = sorted(p for p in (shared / rel).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return files[:recipe.face_folder_limit] if recipe.face_folder_limit else files
+
+
+def folder_split(name: str, val_percent: int) -> str:
+    """'val' for ``val_percent`` % of file names (a stable hash, independent of the folder's order), else 'train'."""
+    return "val" if int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 100 < val_percent else "train"
+
+
+def _build_folder(shared: Path, rel: str, recipe: DataRecipe, log=print) -> tuple[LabelledFaces, Path]:
+    """One face per photo of a face folder, labelled by the teachers; cached in its own npz."""
+    from ims_runtime.toolchain.face_state.teachers import Teachers, teacher_versions
+
+    detector = FaceDetector.from_spec(DetectorSpec(input_size_px=recipe.face_folder_detector_input_px,
+                                                   score_threshold=recipe.detector_score_threshold))
+    files = _folder_files(shared, rel, recipe)
+    fields = {k: v for k, v in asdict(recipe).items() if k.startswith("face_folder") or k in (
+        "detector_score_threshold", "min_face_height_px", "min_teacher_face_score", "crop_size_px", "margin_px")}
+    fields.pop("face_folders")
+    blob = json.dumps({"format": CACHE_FORMAT, "folder": rel, "recipe": fields, "teachers": teacher_versions(),
+                       "detector": detector.model_sha256, "files": [f"{p.name}:{p.stat().st_size}" for p in files]},
+                      sort_keys=True, default=list)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    path = paths.cache_dir() / "face_state" / f"folder-{Path(rel).parent.name or Path(rel).name}-{key}.npz"
+    if path.is_file():
+        log(f"teacher labels ({rel}): cached {path}")
+        return LabelledFaces.load(path), path
+    teachers = Teachers()
+    rows: dict[str, list] = {k: [] for k in LabelledFaces.__dataclass_fields__}
+    t0, dropped = time.monotonic(), 0
+    source = Path(rel).parent.name if Path(rel).name == "images" else Path(rel).name
+    for i, file in enumerate(files):
+        image = cv2.imread(str(file))
+        if image is None:
+            dropped += 1
+            continue
+        pad = int(round(recipe.face_folder_pad_frac * max(image.shape[:2])))
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        faces = [f for f in detector.detect(Frame(i, 0, image)).faces if f.height_px >= recipe.min_face_height_px]
+        if not faces:
+            dropped += 1
+            continue
+        face = max(faces, key=lambda f: f.height_px)
+        labels = teachers.label(image, face.box_xyxy_px, face.landmarks_px)
+        if labels.face_score < recipe.min_teacher_face_score:
+            dropped += 1
+            continue
+        aligned = align_face(image, face.landmarks_px, recipe.crop_size_px, recipe.margin_px)
+        for k, v in (("crops", aligned.crop_bgr), ("labels", labels.as_array()), ("roll_deg", aligned.roll_deg),
+                     ("clip", f"{source}/{file.stem}"), ("frame", i),
+                     ("split", folder_split(file.name, recipe.face_folder_val_percent)),
+                     ("box_xyxy_px", np.asarray(face.box_xyxy_px, np.float32)),
+                     ("landmarks_px", face.landmarks_px.astype(np.float32))):
+            rows[k].append(v)
+        if (i + 1) % 500 == 0:
+            log(f"  {rel}: {i + 1}/{len(files)} images, {len(rows['crops'])} faces, {time.monotonic() - t0:.0f} s")
+    faces = LabelledFaces(crops=np.stack(rows["crops"]), labels=np.stack(rows["labels"]).astype(np.float32),
+                          roll_deg=np.array(rows["roll_deg"], np.float32), clip=np.array(rows["clip"]),
+                          frame=np.array(rows["frame"], np.int32), split=np.array(rows["split"]),
+                          box_xyxy_px=np.stack(rows["box_xyxy_px"]), landmarks_px=np.stack(rows["landmarks_px"]))
+    faces.save(path)
+    log(f"teacher labels ({rel}): {len(faces.crops)} faces from {len(files)} images in {time.monotonic() - t0:.0f} s "
+        f"({dropped} without a detected face or with a low FaceMesh score) → {path}")
+    return faces, path
+
+
+def _build_clips(shared: Path, recipe: DataRecipe, log=print) -> tuple[LabelledFaces, Path, dict]:
+    """Label every face of the clips and WIDER images (or load the cached labels)."""
     from ims_runtime.toolchain.face_state.teachers import Teachers, teacher_versions
 
     detector = FaceDetector.from_spec(DetectorSpec(input_size_px=recipe.detector_input_px,

@@ -62,6 +62,9 @@ def metrics(pred: np.ndarray, target: np.ndarray, train_mean: np.ndarray, eye_cl
         result[f"{name}.eye_openness_mae"] = float(np.abs(p[:, 5:7] - target[:, 5:7]).mean())
         mouth_t = target[:, 7] > mouth_open_above
         result[f"{name}.mouth_open_agreement_pct"] = float(100 * ((p[:, 7] > mouth_open_above) == mouth_t).mean())
+    for j, key in ((0, "gaze_pitch"), (1, "gaze_yaw"), (2, "head_yaw"), (3, "head_pitch"), (4, "head_roll"),
+                   (7, "mouth_open")):
+        result[f"model.{key}_r"] = pearson(pred[:, j], target[:, j])
     result["teacher_eyes_closed_pct"] = float(100 * (target[:, 5:7] < eye_closed_below).mean())
     result["teacher_mouth_open_pct"] = float(100 * (target[:, 7] > mouth_open_above).mean())
     return result
@@ -108,6 +111,9 @@ def format_table(result: dict) -> str:
     lines = [f"{'metric (held-apart, vs teachers)':<36} {'model':>8} {'mean baseline':>14}"]
     for label, key in rows:
         lines.append(f"{label:<36} {result['model.' + key]:>8.2f} {result['baseline.' + key]:>14.2f}")
+    lines.append("Pearson r vs teacher: " + ", ".join(
+        f"{k} {result['model.' + k + '_r']:.2f}" for k in ("head_yaw", "head_pitch", "head_roll", "gaze_pitch",
+                                                           "gaze_yaw", "mouth_open") if "model." + k + "_r" in result))
     lines.append(f"faces: {result['faces']}; teacher says eyes closed on {result['teacher_eyes_closed_pct']:.1f} % "
                  f"of eyes, mouth open on {result['teacher_mouth_open_pct']:.1f} % of faces")
     if "confidence_auc" in result:
@@ -118,6 +124,13 @@ def format_table(result: dict) -> str:
                      f"; head (worst axis) model {result['model.head_jitter_deg_median']:.2f} / teacher "
                      f"{result['teacher.head_jitter_deg_median']:.2f}")
     return "\n".join(lines)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; NaN when either side is constant (a constant follows nothing)."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def auc(scores_pos: np.ndarray, scores_neg: np.ndarray) -> float:

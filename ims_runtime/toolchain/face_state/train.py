@@ -45,6 +45,10 @@ class TrainRecipe:
     width: float = 1.0
     out_dir: str = "models"
     model_name: str = "face_state_v1"
+    #: the exported model's ``ims.licence`` and the manifest's: the weights inherit their training data's terms
+    weights_licence: str = "Apache-2.0 (the project's own weights)"
+    #: per training source, its licence (manifest ``training_data_licences``)
+    training_data_licences: dict = field(default_factory=dict)
     data: DataRecipe = field(default_factory=DataRecipe)
     augment: AugmentRecipe = field(default_factory=AugmentRecipe)
     targets: Targets = field(default_factory=Targets)
@@ -53,10 +57,14 @@ class TrainRecipe:
     def load(cls, path: Path) -> TrainRecipe:
         raw = yaml.safe_load(path.read_text()) or {}
         data = raw.pop("data", {})
-        for key in ("train_videos", "val_videos", "detector_input_px"):
+        for key in ("train_videos", "val_videos", "detector_input_px", "face_folders",
+                    "face_folder_detector_input_px"):
             if key in data:
                 data[key] = tuple(data[key])
-        return cls(data=DataRecipe(**data), augment=AugmentRecipe(**raw.pop("augment", {})),
+        augment_raw = raw.pop("augment", {})
+        if "landmark_offset_px" in augment_raw:
+            augment_raw["landmark_offset_px"] = tuple(tuple(p) for p in augment_raw["landmark_offset_px"])
+        return cls(data=DataRecipe(**data), augment=AugmentRecipe(**augment_raw),
                    targets=Targets(**raw.pop("targets", {})), **raw)
 
 
@@ -89,9 +97,21 @@ def openness(labels: np.ndarray, t: Targets) -> np.ndarray:
     return np.concatenate([eyes, mouth], axis=1)
 
 
-def evaluate_held_apart(model_path: Path, faces: LabelledFaces, recipe: TrainRecipe) -> dict:
-    """Every validation figure of ``model_path`` on the recipe's held-apart faces (see evaluate.py)."""
-    val = faces.subset(faces.split == "val")
+def source_group(clip: str) -> str:
+    """The source a face comes from: the clip name, or the folder for face-folder photos ('utkface/…' → 'utkface')."""
+    return clip.split("/", 1)[0]
+
+
+def evaluate_held_apart(model_path: Path, faces: LabelledFaces, recipe: TrainRecipe) -> dict[str, dict]:
+    """Every validation figure of ``model_path`` on the recipe's held-apart faces, per source (the held-apart clip;
+    each face folder's validation files), see evaluate.py."""
+    val_groups = np.array([source_group(c) for c in faces.clip.tolist()])
+    return {group: _evaluate_group(model_path, faces, (faces.split == "val") & (val_groups == group), recipe)
+            for group in sorted(set(val_groups[faces.split == "val"].tolist()))}
+
+
+def _evaluate_group(model_path: Path, faces: LabelledFaces, is_val: np.ndarray, recipe: TrainRecipe) -> dict:
+    val = faces.subset(is_val)
     mask = ~np.isnan(val.labels[:, 0])
     target = image_frame_targets(val, recipe.targets)
     pred = evaluate.predict(model_path, val, recipe.data.crop_size_px, recipe.data.margin_px)
@@ -188,21 +208,24 @@ def train(recipe: TrainRecipe, shared: Path, recipe_path: Path | None = None, lo
             "ims.input_size_wh": [s, s], "ims.alignment": "5-point similarity to the symmetric 112 template "
             "(ims_runtime/stages/alignment.py)", "ims.outputs": ", ".join(OUTPUT_NAMES) + " (angles in the aligned "
             "crop's frame: yaw > 0 toward the image's right, pitch > 0 up, roll > 0 clockwise)",
-            "ims.precision": "fp32", "ims.licence": "Apache-2.0 (the project's own weights)",
+            "ims.precision": "fp32", "ims.licence": recipe.weights_licence,
             "ims.teachers": "MediaPipe FaceMesh (Apache-2.0); Intel OMZ head-pose-estimation-adas-0001, "
                             "gaze-estimation-adas-0002 (Apache-2.0)", "ims.params": n_params, "ims.macs": macs}
     export_onnx(FaceStateExport(net), torch.zeros(1, 3, s, s), out_path, input_name="face",
                 output_names=OUTPUT_NAMES, dynamic_axes=None, metadata=meta)
 
     result = evaluate_held_apart(out_path, faces, recipe)
-    log(evaluate.format_table(result))
+    for group, figures in result.items():
+        log(f"held apart: {group}\n{evaluate.format_table(figures)}")
     minutes = (time.monotonic() - t_start) / 60
     entry = record(out_dir / "manifest.json", out_path, recipe=f"ims-opt train face-state --recipe {recipe_path}",
                    precision="fp32", input={"name": "face", "shape": [1, 3, s, s], "color": "bgr",
                                             "normalisation": "(pixel - 127.5) / 127.5"},
                    outputs=OUTPUT_NAMES, params=n_params, macs=macs, seed=recipe.seed, epochs=recipe.epochs,
                    teachers=meta["ims.teachers"], data={**data_facts, "label_cache": label_path.name},
-                   validation={k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()},
+                   validation={g: {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
+                               for g, r in result.items()},
+                   weights_licence=recipe.weights_licence, training_data_licences=recipe.training_data_licences,
                    train_minutes=round(minutes, 1))
     log(f"wrote {out_path} ({entry['size_bytes']} B, sha256 {entry['sha256'][:16]}…, {n_params} params, "
         f"{macs / 1e6:.1f} MMAC) in {minutes:.1f} min")
