@@ -28,6 +28,7 @@ def report_dir(tmp_path_factory, detector_model) -> Path:
     out = tmp_path_factory.mktemp("report") / "report"
     result = cli("replay", "--spec", str(REPO / "deploy/specs/dev-cpu.yaml"), str(clip), "--max-frames",
                  str(FRAMES), "--report", str(out), "--no-progress")
+    assert f"report: {out / 'index.html'}" in result.stderr
     assert result.returncode == 0, result.stderr
     return out
 
@@ -110,7 +111,8 @@ def test_chromium_opens_the_page_plays_the_video_and_seeks_on_a_timeline_click(r
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
         driver.get((report_dir / "index.html").as_uri())
-        state_js = "const v = document.getElementById('video'); return [v.readyState, v.duration, v.error && v.error.code];"
+        state_js = ("const v = document.getElementById('video'); "
+                    "return [v.readyState, v.duration, v.error && v.error.code];")
         deadline = time.monotonic() + 20
         while (state := driver.execute_script(state_js))[0] < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -126,11 +128,13 @@ def test_chromium_opens_the_page_plays_the_video_and_seeks_on_a_timeline_click(r
         # clicking the timeline at 3/4 of its time axis seeks the video there
         img = driver.find_element("id", "timelines")
         geometry = driver.execute_script(
-            "const i = arguments[0]; i.scrollIntoView(); return [i.clientWidth, i.clientHeight, "
+            "const i = arguments[0]; i.scrollIntoView(); return [i.clientWidth, "
             "+i.dataset.left, +i.dataset.right, +i.dataset.tmin, +i.dataset.tmax];", img)
-        width_px, height_px, left, right, t_min, t_max = geometry
+        width_px, left, right, t_min, t_max = geometry
         frac = left + 0.75 * (right - left)
-        ActionChains(driver).move_to_element_with_offset(img, int(frac * width_px - width_px / 2), 0).click().perform()
+        # the offset is from the element's centre
+        ActionChains(driver).move_to_element_with_offset(img, int(frac * width_px - width_px / 2), 0).click() \
+            .perform()
         time.sleep(0.5)
         seeked_s = driver.execute_script("return document.getElementById('video').currentTime;")
         assert seeked_s == pytest.approx(t_min + 0.75 * (t_max - t_min), abs=0.05 * (t_max - t_min))
