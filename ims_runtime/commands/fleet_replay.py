@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     models = next((r["key"]["models_sha256"] for r in results if r.get("key")), None)
     summary = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input": str(args.input), "spec": str(loaded.path), "overrides": list(args.set),
+        "input": str(args.input), "spec": str(loaded.path), "spec_name": loaded.spec.name,
+        "overrides": list(args.set),
         "spec_sha256": spec_sha256(loaded), "models_sha256": models, "max_frames": args.max_frames,
         "kpis": fleet_kpis(results, wall_s),
         "recordings": [_row(r) for r in results],

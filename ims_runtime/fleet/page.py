@@ -36,7 +36,7 @@ def plot_fleet(summary: dict[str, Any], out_png: Path) -> None:
     right.set_ylim(0, 105)
     right.legend(fontsize=7, loc="lower right")
     right.set_title("Per recording", fontsize=9, loc="left")
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.3, top=0.9, wspace=0.2)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.9, wspace=0.2)
     with atomic_output(out_png, "wb") as handle:
         fig.savefig(handle, format="png")
 

@@ -95,6 +95,8 @@ def plot_timelines(series: RunSeries, thresholds: Thresholds, out_png: Path) -> 
 
     ax = axes["fatigue"]
     ax.plot(t, 100 * series.perclos, color="#8c564b", lw=1.2, label="PERCLOS")
+    perclos_max = float(np.nanmax(series.perclos)) if np.isfinite(series.perclos).any() else 0.0
+    ax.set_ylim(0, max(20.0, 120 * perclos_max))
     ax.set_ylabel("PERCLOS (%)")
     twin = ax.twinx()
     twin.plot(t, series.kss_equivalent, color="#9467bd", lw=1.2, label="KSS-equivalent")

@@ -129,7 +129,9 @@ def annotate(image_bgr: np.ndarray, series: RunSeries, i: int) -> np.ndarray:
             closed = series.eyes_closed[i] == 1.0
             label = ("EYES CLOSED" if closed else "eyes open") + \
                 f"  L {series.left_open[i]:.2f}  R {series.right_open[i]:.2f}"
-            _text(image, label, (int(x1), max(int(y1) - 8, 40)), RED if closed else WHITE, 0.5 * scale)
+            # under the box: the alert banner covers the top of the frame
+            _text(image, label, (int(x1), min(int(y2) + int(20 * scale), height_px - int(30 * scale))),
+                  RED if closed else WHITE, 0.5 * scale)
     alerts = series.active_alerts[i]
     if alerts:
         banner_px = int(34 * scale)
