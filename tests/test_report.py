@@ -134,3 +134,13 @@ def test_chromium_opens_the_page_plays_the_video_and_seeks_on_a_timeline_click(r
         assert errors == []
     finally:
         driver.quit()
+
+
+def test_a_missing_extra_is_a_coded_error_naming_it():
+    from ims_runtime import errors
+    from ims_runtime.commands._extras import import_extra
+
+    with pytest.raises(errors.IMSError) as caught:
+        import_extra("ims_runtime.report.not_installed_here", "report", "ims-runtime report")
+    assert caught.value.code is errors.EXTRA_NOT_INSTALLED and caught.value.code.exit_code == 8
+    assert "'report'" in caught.value.message and caught.value.hint == "pip install -e '.[report]'"

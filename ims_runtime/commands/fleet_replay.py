@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  ims-runtime fleet-replay ../shared/data/videos --spec "
                               "deploy/specs/dev-cpu.yaml --out out/fleet\n  ims-runtime fleet-replay "
-                              "recordings.txt --spec deploy/specs/dev-cpu-int8.yaml --out out/int8 "
+                              "recordings.txt --spec deploy/specs/dev-cpu-fp32.yaml --out out/fp32 "
                               "--baseline out/fleet --address auto")
     p.add_argument("input", type=Path, help="folder of recordings (video files) or a manifest: one video file or "
                                             "image folder per line, relative to the manifest")
@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", type=Path, metavar="DIR", help="an earlier fleet-replay --out folder: list the "
                    "recordings whose alerts or signals changed beyond the tolerances; exit 1 if any did")
     p.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
-                   help="gate tolerance (repeatable): alert_onset_s (0.5), gaze_deg (2), head_pose_deg (2), "
-                        "eye_openness (0.05), face_presence_pct (1), percentile (95) — docs/replay.md")
+                   help="gate tolerance (repeatable): alert_onset_s, gaze_deg, head_pose_deg, eye_openness, "
+                        "face_presence_pct, percentile; defaults and meaning in docs/replay.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     p.set_defaults(func=run)
 
