@@ -48,6 +48,7 @@ def first_run(fleet_input, tmp_path_factory, detector_model) -> tuple[Path, obje
 @pytest.fixture(scope="module")
 def local_ray(first_run):
     """One Ray in this process for the in-process runs below (fleet-replay uses a Ray already initialised)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # as fleet-replay's own start does
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 1024 * 1024)
     yield
     ray.shutdown()
