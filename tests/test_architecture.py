@@ -154,7 +154,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer) for layer in (
     {"policy", "messages"},                                    # the pure policy; the one encoder
     {"stages"},                                                # detector, camera check, face-state, fatigue
     {"pipeline", "publish", "telemetry"},                      # sources, speed input, pipeline; ZeroMQ; telemetry
-    {"replay", "eval", "bench", "service"},                    # what runs a pipeline
+    {"replay", "eval", "bench", "service", "report", "fleet"}, # what runs a pipeline or reads its output
     {"commands", "cli"},                                       # argument parsing
     {"toolchain"},                                             # offline extra: may import the runtime
 ))
