@@ -84,6 +84,15 @@ add(Artefact(
 ))
 
 add(Artefact(
+    name="face_state_v2",
+    filename="face_state_v2.onnx",
+    description="face-state network v2 (same contract as v1), FP32, 112x112 aligned crop; trained by `ims-opt "
+                "train face-state --recipe deploy/recipes/face-state-v2.yaml` on video00-02 and UTKFace (weights: "
+                "non-commercial research only, UTKFace's terms) with the deployed detector's landmark jitter",
+    build_command=None,
+))
+
+add(Artefact(
     name="face_state_v1_int8",
     filename="face_state_v1_int8.onnx",
     description="the face-state network, static QDQ INT8 (u8 activations, s8 per-channel weights), calibrated on "

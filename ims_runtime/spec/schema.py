@@ -137,6 +137,10 @@ class FaceStateSpec(ModelStageSpec):
                                   "openness (0..1): the gap is the hysteresis")
     min_confidence: float = Field(0.3, ge=0, le=1, description="below this network confidence (0..1) the face "
                                   "state is reported but marked unreliable")
+    publish_mouth: bool = Field(False, description="publish the network's mouth openness as `mouth.open`. Off "
+                                "(`\"mouth\": null`) until a model's mouth output follows its teacher on held-apart "
+                                "faces: face_state_v1/v2 do not (docs/face-state.md), and a constant is no "
+                                "measurement")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> FaceStateSpec:

@@ -151,7 +151,8 @@ class FaceStateStage:
                          on_road=in_road_zone(self.road_zone, g_pitch, g_yaw, h_yaw, h_pitch),
                          head_yaw_deg=h_yaw, head_pitch_deg=h_pitch, head_roll_deg=h_roll,
                          left_eye_open=left, right_eye_open=right, eyes_closed=self.eyes.update(left, right),
-                         mouth_open=pred.mouth_open, confidence=pred.confidence,
+                         mouth_open=pred.mouth_open if self.spec.publish_mouth else None,
+                         confidence=pred.confidence,
                          reliable=pred.confidence >= self.spec.min_confidence)
 
     def describe(self) -> dict[str, object]:

@@ -294,5 +294,7 @@ def _counts(faces: LabelledFaces) -> dict:
     return {"faces_train": int(((faces.split == "train") & is_face).sum()),
             "faces_val": int(((faces.split == "val") & is_face).sum()),
             "negatives_train": int(((faces.split == "train") & ~is_face).sum()),
-            "clips_val": sorted({c for c, s in zip(faces.clip.tolist(), faces.split.tolist()) if s == "val"}),
+            # a face folder counts as one validation source ('utkface/<file>' → 'utkface')
+            "clips_val": sorted({c.split("/", 1)[0] for c, s in zip(faces.clip.tolist(), faces.split.tolist())
+                                 if s == "val"}),
             "sources": len(clips)}
