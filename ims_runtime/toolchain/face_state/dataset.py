@@ -157,8 +157,10 @@ def folder_split(name: str, val_percent: int) -> str:
     return "val" if int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 100 < val_percent else "train"
 
 
-def _build_folder(shared: Path, rel: str, recipe: DataRecipe, log=print) -> tuple[LabelledFaces, Path]:
-    """One face per photo of a face folder, labelled by the teachers; cached in its own npz."""
+def _build_folder(shared: Path, rel: str, recipe: DataRecipe, log=print,
+                  cache_root: Path | None = None) -> tuple[LabelledFaces, Path]:
+    """One face per photo of a face folder, labelled by the teachers; cached in its own npz (under
+    ``cache_root``, default ``$IMS_CACHE_DIR/face_state``)."""
     from ims_runtime.toolchain.face_state.teachers import Teachers, teacher_versions
 
     detector = FaceDetector.from_spec(DetectorSpec(input_size_px=recipe.face_folder_detector_input_px,
@@ -171,14 +173,14 @@ def _build_folder(shared: Path, rel: str, recipe: DataRecipe, log=print) -> tupl
                        "detector": detector.model_sha256, "files": [f"{p.name}:{p.stat().st_size}" for p in files]},
                       sort_keys=True, default=list)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    path = paths.cache_dir() / "face_state" / f"folder-{Path(rel).parent.name or Path(rel).name}-{key}.npz"
+    source = Path(rel).parent.name if Path(rel).name == "images" else Path(rel).name
+    path = (cache_root or paths.cache_dir() / "face_state") / f"folder-{source}-{key}.npz"
     if path.is_file():
         log(f"teacher labels ({rel}): cached {path}")
         return LabelledFaces.load(path), path
     teachers = Teachers()
     rows: dict[str, list] = {k: [] for k in LabelledFaces.__dataclass_fields__}
     t0, dropped = time.monotonic(), 0
-    source = Path(rel).parent.name if Path(rel).name == "images" else Path(rel).name
     for i, file in enumerate(files):
         image = cv2.imread(str(file))
         if image is None:
