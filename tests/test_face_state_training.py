@@ -60,10 +60,10 @@ def test_landmark_offset_that_turns_the_landmarks_turns_the_crop_and_the_roll_la
     recipe = augment.AugmentRecipe(scale_jitter=0, rotation_deg=0, shift_px=0, flip_p=0,
                                    landmark_offset_px=tuple(map(tuple, offset.tolist())))
     wide = np.zeros((144, 144, 3), np.uint8)
-    cv2.circle(wide, (16 + int(round(centre[0])) + 30, 16 + int(round(centre[1]))), 3, (255, 255, 255), -1)
+    cv2.circle(wide, (16 + round(centre[0]) + 30, 16 + round(centre[1])), 3, (255, 255, 255), -1)
     crop, labels = augment.geometric(wide, LABELS, 112, 16, recipe, np.random.default_rng(0))
     assert labels[4] == pytest.approx(LABELS[4] - 6.0, abs=0.01)
-    ys, xs = np.nonzero(crop[..., 0] > 128)
+    ys, _ = np.nonzero(crop[..., 0] > 128)
     assert ys.mean() < centre[1] - 2   # the dot right of centre moved up: a counter-clockwise turn
     noisy = augment.AugmentRecipe(scale_jitter=0, rotation_deg=0, shift_px=0, flip_p=0, landmark_jitter_px=2.5)
     rolls = [augment.geometric(wide, LABELS, 112, 16, noisy, np.random.default_rng(i))[1][4] for i in range(50)]

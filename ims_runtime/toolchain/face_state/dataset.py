@@ -97,6 +97,33 @@ class LabelledFaces:
         return LabelledFaces(**{k: getattr(self, k)[mask] for k in self.__dataclass_fields__})
 
 
+class _FaceRows:
+    """Collects labelled faces one at a time (the wide aligned crop cut here) and stacks them into
+    :class:`LabelledFaces`."""
+
+    def __init__(self, recipe: DataRecipe) -> None:
+        self.recipe = recipe
+        self.rows: dict[str, list] = {k: [] for k in LabelledFaces.__dataclass_fields__}
+
+    def __len__(self) -> int:
+        return len(self.rows["crops"])
+
+    def add(self, image: np.ndarray, landmarks: np.ndarray, labels: np.ndarray, clip: str, split: str, index: int,
+            box) -> None:
+        aligned = align_face(image, landmarks, self.recipe.crop_size_px, self.recipe.margin_px)
+        for k, v in (("crops", aligned.crop_bgr), ("labels", labels), ("roll_deg", aligned.roll_deg),
+                     ("clip", clip), ("frame", index), ("split", split),
+                     ("box_xyxy_px", np.asarray(box, np.float32)), ("landmarks_px", landmarks.astype(np.float32))):
+            self.rows[k].append(v)
+
+    def faces(self) -> LabelledFaces:
+        r = self.rows
+        return LabelledFaces(crops=np.stack(r["crops"]), labels=np.stack(r["labels"]).astype(np.float32),
+                             roll_deg=np.array(r["roll_deg"], np.float32), clip=np.array(r["clip"]),
+                             frame=np.array(r["frame"], np.int32), split=np.array(r["split"]),
+                             box_xyxy_px=np.stack(r["box_xyxy_px"]), landmarks_px=np.stack(r["landmarks_px"]))
+
+
 def _images(shared: Path, recipe: DataRecipe) -> Iterator[tuple[str, str, int, np.ndarray]]:
     """(clip name, split, frame index, BGR image) over every source, in a fixed order."""
     for split, videos, step in (("train", recipe.train_videos, recipe.train_frame_step),
@@ -179,14 +206,14 @@ def _build_folder(shared: Path, rel: str, recipe: DataRecipe, log=print,
         log(f"teacher labels ({rel}): cached {path}")
         return LabelledFaces.load(path), path
     teachers = Teachers()
-    rows: dict[str, list] = {k: [] for k in LabelledFaces.__dataclass_fields__}
+    rows = _FaceRows(recipe)
     t0, dropped = time.monotonic(), 0
     for i, file in enumerate(files):
         image = cv2.imread(str(file))
         if image is None:
             dropped += 1
             continue
-        pad = int(round(recipe.face_folder_pad_frac * max(image.shape[:2])))
+        pad = round(recipe.face_folder_pad_frac * max(image.shape[:2]))
         image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         faces = [f for f in detector.detect(Frame(i, 0, image)).faces if f.height_px >= recipe.min_face_height_px]
         if not faces:
@@ -197,19 +224,11 @@ def _build_folder(shared: Path, rel: str, recipe: DataRecipe, log=print,
         if labels.face_score < recipe.min_teacher_face_score:
             dropped += 1
             continue
-        aligned = align_face(image, face.landmarks_px, recipe.crop_size_px, recipe.margin_px)
-        for k, v in (("crops", aligned.crop_bgr), ("labels", labels.as_array()), ("roll_deg", aligned.roll_deg),
-                     ("clip", f"{source}/{file.stem}"), ("frame", i),
-                     ("split", folder_split(file.name, recipe.face_folder_val_percent)),
-                     ("box_xyxy_px", np.asarray(face.box_xyxy_px, np.float32)),
-                     ("landmarks_px", face.landmarks_px.astype(np.float32))):
-            rows[k].append(v)
+        rows.add(image, face.landmarks_px, labels.as_array(), f"{source}/{file.stem}",
+                 folder_split(file.name, recipe.face_folder_val_percent), i, face.box_xyxy_px)
         if (i + 1) % 500 == 0:
-            log(f"  {rel}: {i + 1}/{len(files)} images, {len(rows['crops'])} faces, {time.monotonic() - t0:.0f} s")
-    faces = LabelledFaces(crops=np.stack(rows["crops"]), labels=np.stack(rows["labels"]).astype(np.float32),
-                          roll_deg=np.array(rows["roll_deg"], np.float32), clip=np.array(rows["clip"]),
-                          frame=np.array(rows["frame"], np.int32), split=np.array(rows["split"]),
-                          box_xyxy_px=np.stack(rows["box_xyxy_px"]), landmarks_px=np.stack(rows["landmarks_px"]))
+            log(f"  {rel}: {i + 1}/{len(files)} images, {len(rows)} faces, {time.monotonic() - t0:.0f} s")
+    faces = rows.faces()
     faces.save(path)
     log(f"teacher labels ({rel}): {len(faces.crops)} faces from {len(files)} images in {time.monotonic() - t0:.0f} s "
         f"({dropped} without a detected face or with a low FaceMesh score) → {path}")
@@ -232,14 +251,7 @@ def _build_clips(shared: Path, recipe: DataRecipe, log=print) -> tuple[LabelledF
         return faces, path, {**facts, **_counts(faces)}
     teachers = Teachers()
     rng = np.random.default_rng(recipe.seed)
-    rows: dict[str, list] = {k: [] for k in LabelledFaces.__dataclass_fields__}
-
-    def add(image, landmarks, labels, clip, split, index, box) -> None:
-        aligned = align_face(image, landmarks, recipe.crop_size_px, recipe.margin_px)
-        for k, v in (("crops", aligned.crop_bgr), ("labels", labels), ("roll_deg", aligned.roll_deg),
-                     ("clip", clip), ("frame", index), ("split", split),
-                     ("box_xyxy_px", np.asarray(box, np.float32)), ("landmarks_px", landmarks.astype(np.float32))):
-            rows[k].append(v)
+    rows = _FaceRows(recipe)
 
     t0, n_images, dropped = time.monotonic(), 0, 0
     for clip, split, index, image in _images(shared, recipe):
@@ -251,17 +263,14 @@ def _build_clips(shared: Path, recipe: DataRecipe, log=print) -> tuple[LabelledF
             if labels.face_score < recipe.min_teacher_face_score:
                 dropped += 1
                 continue
-            add(image, face.landmarks_px, labels.as_array(), clip, split, index, face.box_xyxy_px)
+            rows.add(image, face.landmarks_px, labels.as_array(), clip, split, index, face.box_xyxy_px)
         if kept and rng.random() < recipe.negatives_per_image:
             negative = _negative(rng, image.shape, kept[0], detected)
             if negative is not None:
-                add(image, negative[0], negative[1], clip, split, index, negative[2])
+                rows.add(image, negative[0], negative[1], clip, split, index, negative[2])
         if n_images % 50 == 0:
-            log(f"  {n_images} images, {len(rows['crops'])} faces, {time.monotonic() - t0:.0f} s")
-    faces = LabelledFaces(crops=np.stack(rows["crops"]), labels=np.stack(rows["labels"]).astype(np.float32),
-                          roll_deg=np.array(rows["roll_deg"], np.float32), clip=np.array(rows["clip"]),
-                          frame=np.array(rows["frame"], np.int32), split=np.array(rows["split"]),
-                          box_xyxy_px=np.stack(rows["box_xyxy_px"]), landmarks_px=np.stack(rows["landmarks_px"]))
+            log(f"  {n_images} images, {len(rows)} faces, {time.monotonic() - t0:.0f} s")
+    faces = rows.faces()
     faces.save(path)
     log(f"teacher labels: {len(faces.crops)} faces from {n_images} images in {time.monotonic() - t0:.0f} s "
         f"({dropped} dropped for a low FaceMesh score) → {path}")
