@@ -102,6 +102,7 @@ def pose_gaze_figures(track: ReplayTrack, reference: np.ndarray) -> dict:
 
 def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log) -> dict:
     """Every image of ``folder`` (faces with closed eyes) through the spec's pipeline, state reset per image."""
+    from ims_runtime import messages
     from ims_runtime.commands._common import load
     from ims_runtime.pipeline.factory import build_pipeline
     from ims_runtime.types import Frame
@@ -118,8 +119,8 @@ def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log)
             if image is None:
                 continue
             pipeline.reset()
-            message = pipeline.process(Frame(0, 0, image))
-            eyes = message.get("eyes")
+            # the pipeline returns a DriverState; the encoded message is what a consumer reads
+            eyes = messages.encode_driver_state(pipeline.process(Frame(0, 0, image))).get("eyes")
             if eyes:
                 found += 1
                 closed += bool(eyes["closed"])
