@@ -84,6 +84,16 @@ add(Artefact(
 ))
 
 add(Artefact(
+    name="eye_state_v1",
+    filename="eye_state_v1.onnx",
+    description="the project's own eye-state network: two grey 32x32 eye crops (placed from the detector's eye "
+                "landmarks) → calibrated openness per eye, FP32; trained by `ims-opt train eye-state` (distilled "
+                "from Intel OMZ open-closed-eye-0001 and MediaPipe Iris; footage + UTKFace, non-commercial research "
+                "licence: see models/manifest.json)",
+    build_command=None,
+))
+
+add(Artefact(
     name="face_state_v1_int8",
     filename="face_state_v1_int8.onnx",
     description="the face-state network, static QDQ INT8 (u8 activations, s8 per-channel weights), calibrated on "

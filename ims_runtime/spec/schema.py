@@ -137,6 +137,12 @@ class FaceStateSpec(ModelStageSpec):
                                   "openness (0..1): the gap is the hysteresis")
     min_confidence: float = Field(0.3, ge=0, le=1, description="below this network confidence (0..1) the face "
                                   "state is reported but marked unreliable")
+    # eye-state hook (issue 13): per-eye openness from the eye-crop model instead of the face-state network
+    eye_model: str | None = Field(None, description="eye-state model on eye crops (catalogue name, file or path, "
+                                  "e.g. eye_state_v1): when set, eye openness comes from it instead of the "
+                                  "face-state network; null = the face-state network's own eye outputs")
+    eye_model_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
+                                         description="if set, the eye model file must have this sha256")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> FaceStateSpec:

@@ -19,6 +19,7 @@ from ims_runtime.backends import Backend, open_chain
 from ims_runtime.policy.road_zone import on_road
 from ims_runtime.spec.schema import FaceStateSpec, RoadZoneSpec
 from ims_runtime.stages.alignment import align_face, crop_to_image_angles
+from ims_runtime.stages.eye_state import EyeStateModel
 from ims_runtime.temporal.signals import FrameSignals
 from ims_runtime.types import FaceDetection, Frame
 
@@ -153,8 +154,12 @@ class FaceStateStage:
     name = "face_state"
 
     def __init__(self, spec: FaceStateSpec, backend: Backend, model_sha256: str,
-                 backend_skips: list | None = None, road_zone: RoadZoneSpec | None = None) -> None:
+                 backend_skips: list | None = None, road_zone: RoadZoneSpec | None = None,
+                 eye_model: EyeStateModel | None = None, eye_model_sha256: str | None = None) -> None:
         self.spec = spec
+        # eye-state hook (issue 13): when set, eye openness comes from the eye-crop model (stages/eye_state.py)
+        self.eye_model = eye_model
+        self.eye_model_sha256 = eye_model_sha256
         self.road_zone = road_zone or RoadZoneSpec()
         self.model = FaceStateModel(backend, spec.crop_size_px)
         self.model_sha256 = model_sha256
@@ -168,11 +173,17 @@ class FaceStateStage:
         path = catalog.resolve(spec.model, spec_dir)
         sha = catalog.check_sha256(path, spec.sha256)
         opened = open_chain(path, list(spec.backends), cls.name)
-        return cls(spec, opened.backend, sha, opened.skipped, road_zone)
+        eye_model, eye_sha, eye_skips = None, None, []
+        if spec.eye_model:  # eye-state hook (issue 13): same backends as the face-state network
+            eye_model, eye_sha, eye_skips = EyeStateModel.open(spec.eye_model, spec.eye_model_sha256,
+                                                               list(spec.backends), spec_dir, "eye_state")
+        return cls(spec, opened.backend, sha, opened.skipped + eye_skips, road_zone, eye_model, eye_sha)
 
     def warmup(self, runs: int = 3) -> None:
         s = self.spec.crop_size_px
         self.model.backend.warmup({self.model._input_name: np.zeros((1, 3, s, s), np.float32)}, runs)
+        if self.eye_model is not None:
+            self.eye_model.warmup(runs)
 
     def reset(self) -> None:
         self.eyes.reset()
@@ -187,6 +198,8 @@ class FaceStateStage:
         (g_pitch, g_yaw), (h_yaw, h_pitch, h_roll) = crop_to_image_angles(
             pred.gaze_pitch_yaw_rad, pred.head_yaw_pitch_roll_deg, aligned.roll_deg)
         left, right = pred.eye_open_left_right
+        if self.eye_model is not None:  # eye-state hook (issue 13): the eye-crop model's calibrated openness
+            left, right = self.eye_model.predict(frame.image_bgr, face.landmarks_px)
         road = bool(on_road(FrameSignals(t_ns=frame.t_capture_ns, face_present=True, gaze_pitch_rad=g_pitch,
                                          gaze_yaw_rad=g_yaw, head_yaw_deg=h_yaw, head_pitch_deg=h_pitch),
                             self.road_zone))
@@ -196,8 +209,13 @@ class FaceStateStage:
                          confidence=pred.confidence, reliable=pred.confidence >= self.spec.min_confidence)
 
     def describe(self) -> dict[str, object]:
-        return {**self.model.backend.describe(), "precision": self.spec.precision, "sha256": self.model_sha256,
-                "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
+        described = {**self.model.backend.describe(), "precision": self.spec.precision, "sha256": self.model_sha256,
+                     "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
+        if self.eye_model is not None:  # eye-state hook (issue 13)
+            described["eye_model"] = {**self.eye_model.backend.describe(), "sha256": self.eye_model_sha256}
+        return described
 
     def close(self) -> None:
         self.model.backend.close()
+        if self.eye_model is not None:
+            self.eye_model.close()

@@ -170,6 +170,18 @@ def cmd_eval_face_state(args: argparse.Namespace) -> int:
     return eval_face_state(args)
 
 
+def cmd_train_eye_state(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.eye_state.cli import train_eye_state
+
+    return train_eye_state(args)
+
+
+def cmd_eval_eye_state(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.eye_state.cli import eval_eye_state
+
+    return eval_eye_state(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ims-opt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--epochs", type=int, help="override the recipe's epoch count (quick checks)")
     fs.add_argument("--out-dir", help="override the recipe's output folder")
     fs.set_defaults(func=cmd_train_face_state)
+    es = train_sub.add_parser("eye-state", help="the eye-state network on eye crops, distilled from the OMZ "
+                              "open-closed-eye and MediaPipe Iris teachers")
+    es.add_argument("--recipe", default="deploy/recipes/eye-state.yaml", help="training recipe (YAML)")
+    es.add_argument("--epochs", type=int, help="override the recipe's epoch count (quick checks)")
+    es.add_argument("--out-dir", help="override the recipe's output folder (default models/)")
+    es.set_defaults(func=cmd_train_eye_state)
 
     build = sub.add_parser("build", help="build catalogue artefacts that are missing (idempotent)")
     build.add_argument("names", nargs="*", help="catalogue names (default: all buildable)")
@@ -236,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also time the stage per face against the detector per frame (ORT CPU, 1 thread)")
     fse.add_argument("--grey", action="store_true", help="evaluate on grey copies of the held-apart crops")
     fse.set_defaults(func=cmd_eval_face_state)
+    ese = eval_sub.add_parser("eye-state", help="eye state on labelled eye patches (CEW layout): closed/open recall "
+                              "and balanced accuracy of a constant, the teachers and the model")
+    ese.add_argument("--cew", help="folder with closedLeftEyes, closedRightEyes, openLeftEyes, openRightEyes "
+                     "(default: $IMS_SHARED_DIR/data/cew)")
+    ese.add_argument("--json", help="write every figure to this JSON file")
+    ese.add_argument("--model", default="eye_state_v1", help="eye-state model: catalogue name or .onnx path "
+                     "(default eye_state_v1)")
+    ese.add_argument("--every", type=int, default=1, help="use every Nth patch of each folder (quick checks)")
+    ese.add_argument("--benchmark", action="store_true", help="also time the eye stage per face against the "
+                     "face-state stage (ORT CPU, 1 thread, same frames)")
+    ese.add_argument("--clip", help="clip for --benchmark (default: $IMS_SHARED_DIR/data/videos/video04.mp4)")
+    ese.add_argument("--frames", type=int, default=60, help="frames for --benchmark (default 60)")
+    ese.set_defaults(func=cmd_eval_eye_state)
     return parser
 
 
