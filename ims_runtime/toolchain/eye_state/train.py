@@ -7,7 +7,9 @@ version fitted the Iris logistic to the OMZ teacher's decisions on the training 
 the Iris teacher call almost nothing closed.)
 Training: AdamW + one-cycle LR, soft binary cross-entropy, eyes the teachers call closed drawn more often (they
 are rare in footage). Calibration: a Platt fit (scale, bias on the logit) of the un-augmented training crops to the
-combined teacher's decisions, folded into the graph, so 0.5 is the decision boundary. Seeded end to end.
+combined teacher's decisions, folded into the graph, so 0.5 is the decision boundary. With ``balanced_calibration``
+the two classes weigh the same in that fit (closed eyes are ~6 % of the footage): 0.5 is then the boundary for equal
+class priors, which is what balanced accuracy measures and what a missed closure costs. Seeded end to end.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class TrainRecipe:
     #: the Iris teacher: P(open) = sigmoid((EAR - iris_ear_mid) / iris_ear_scale)
     iris_ear_mid: float = 0.2
     iris_ear_scale: float = 0.03
+    #: weigh closed and open eyes the same in the Platt calibration (see the module docstring)
+    balanced_calibration: bool = True
     #: share of each batch drawn from eyes the combined teacher calls closed
     closed_share: float = 0.3
     out_dir: str = "models"
@@ -60,17 +64,23 @@ class TrainRecipe:
         return cls(data=DataRecipe(**data), augment=AugmentRecipe(**raw.pop("augment", {})), **raw)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[float, float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, balanced: bool = False, steps: int = 50) -> tuple[float, float]:
     """One-feature logistic regression ``P(y) = sigmoid(a * x + b)`` by Newton's method (a tiny ridge keeps it
-    finite on separable data). ``x`` (N,), ``y`` (N,) 0/1. Returns (a, b)."""
+    finite on separable data). ``x`` (N,), ``y`` (N,) 0/1; ``balanced``: each class weighs half, whatever its
+    count. Returns (a, b)."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
+    weight = np.ones_like(y)
+    if balanced:
+        n_pos = max(1.0, y.sum())
+        n_neg = max(1.0, len(y) - y.sum())
+        weight = np.where(y > 0.5, len(y) / (2 * n_pos), len(y) / (2 * n_neg))
     xs = np.stack([x, np.ones_like(x)], 1)
     w = np.zeros(2)
     for _ in range(steps):
         p = 1 / (1 + np.exp(-np.clip(xs @ w, -30, 30)))
-        grad = xs.T @ (p - y) + 1e-6 * w
-        hess = (xs * (p * (1 - p))[:, None]).T @ xs + 1e-6 * np.eye(2)
+        grad = xs.T @ (weight * (p - y)) + 1e-6 * w
+        hess = (xs * (weight * p * (1 - p))[:, None]).T @ xs + 1e-6 * np.eye(2)
         w -= np.linalg.solve(hess, grad)
     return float(w[0]), float(w[1])
 
@@ -191,7 +201,7 @@ def train(recipe: TrainRecipe, shared: Path, recipe_path: Path | None = None, lo
 
     s = recipe.data.crop_size_px
     train_logits = logits(net, centre_tensors(eyes.wide[train_idx], s))
-    scale, bias = fit_logistic(train_logits, target[train_idx] >= 0.5)
+    scale, bias = fit_logistic(train_logits, target[train_idx] >= 0.5, recipe.balanced_calibration)
     log(f"calibration: openness = sigmoid({scale:.3f} * logit + {bias:.3f})")
 
     out_dir = Path(recipe.out_dir)
@@ -223,7 +233,8 @@ def train(recipe: TrainRecipe, shared: Path, recipe_path: Path | None = None, lo
                                             "normalisation": NORMALISATION, "eye_crop_iod_ratio": recipe.data.iod_ratio},
                    outputs=[OUTPUT_NAME], params=n_params, macs_per_eye=macs, seed=recipe.seed,
                    epochs=recipe.epochs, teachers=meta["ims.teachers"], teacher_combination=teacher.as_dict(),
-                   calibration={"scale": round(scale, 4), "bias": round(bias, 4)},
+                   calibration={"scale": round(scale, 4), "bias": round(bias, 4),
+                                "balanced_classes": recipe.balanced_calibration},
                    training_data_licences=licences, data={**data_facts, "label_cache": label_path.name},
                    validation_held_apart=validation, train_minutes=round(minutes, 1))
     log(f"wrote {out_path} ({entry['size_bytes']} B, sha256 {entry['sha256'][:16]}…, {n_params} params, "
