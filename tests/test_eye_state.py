@@ -10,8 +10,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from conftest import REPO, shared
+
 from ims_runtime import errors
 from ims_runtime.backends.ort_cpu import OrtCpuConfig
 from ims_runtime.eval import eye_state_eval as ev

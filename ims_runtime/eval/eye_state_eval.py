@@ -72,10 +72,10 @@ def reframe(grey: np.ndarray, iod_ratio: float, size_px: int) -> np.ndarray:
     side = grey.shape[0]
     target = side * iod_ratio / CEW_IOD_RATIO
     if target >= side:
-        pad = int(round((target - side) / 2))
+        pad = round((target - side) / 2)
         framed = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     else:
-        cut = int(round((side - target) / 2))
+        cut = round((side - target) / 2)
         framed = grey[cut:side - cut, cut:side - cut]
     return cv2.resize(framed, (size_px, size_px), interpolation=cv2.INTER_LINEAR)
 

@@ -26,6 +26,7 @@ from ims_runtime import paths
 from ims_runtime.spec.schema import DetectorSpec
 from ims_runtime.stages.eye_state import DEFAULT_IOD_RATIO, EyeCropper
 from ims_runtime.stages.face_detector import FaceDetector
+from ims_runtime.toolchain.npz_table import NpzTable
 from ims_runtime.types import Frame
 
 CACHE_FORMAT = 1
@@ -55,7 +56,7 @@ class DataRecipe:
 
 
 @dataclass
-class EyeSet:
+class EyeSet(NpzTable):
     """One row per eye. ``wide`` (N, 2S, 2S) uint8 grey; ``p_closed_omz`` (N,) OMZ P(closed); ``ear_iris`` (N,)
     MediaPipe Iris lid gap / eye width; ``clip`` (N,) source; ``frame`` (N,); ``eye`` (N,) 0 = image-left eye,
     1 = image-right; ``iod_px`` (N,); ``split`` (N,) 'train' / 'val'."""
@@ -68,21 +69,6 @@ class EyeSet:
     eye: np.ndarray
     iod_px: np.ndarray
     split: np.ndarray
-
-    @classmethod
-    def load(cls, path: Path) -> EyeSet:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-
-    def save(self, path: Path) -> None:
-        from ims_runtime.atomic import atomic_output
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(path, "wb") as handle:
-            np.savez_compressed(handle, **{k: getattr(self, k) for k in self.__dataclass_fields__})
-
-    def subset(self, mask: np.ndarray) -> EyeSet:
-        return EyeSet(**{k: getattr(self, k)[mask] for k in self.__dataclass_fields__})
 
 
 def _images(shared: Path, recipe: DataRecipe) -> Iterator[tuple[str, str, int, np.ndarray, bool]]:
@@ -121,8 +107,12 @@ def cache_key(shared: Path, recipe: DataRecipe, teacher_versions: dict[str, str]
 
 def build(shared: Path, recipe: DataRecipe, log=print) -> tuple[EyeSet, Path, dict]:
     """Label every eye (or load the cached set). Returns the eyes, the cache file and facts for the manifest."""
-    from ims_runtime.toolchain.eye_state.teachers import IrisEyeTeacher, OmzEyeTeacher, teacher_crops, \
-        teacher_versions
+    from ims_runtime.toolchain.eye_state.teachers import (
+        IrisEyeTeacher,
+        OmzEyeTeacher,
+        teacher_crops,
+        teacher_versions,
+    )
 
     video_detector = FaceDetector.from_spec(DetectorSpec(input_size_px=recipe.detector_input_px,
                                                          score_threshold=recipe.detector_score_threshold))

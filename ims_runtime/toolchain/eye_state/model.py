@@ -13,6 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ims_runtime.toolchain import torch_stats
+from ims_runtime.toolchain.torch_stats import count_params  # noqa: F401  (re-exported)
+
 OUTPUT_NAME = "eye_open"
 #: (kind, output channels, stride) after the stem: "conv" a dense 3x3, "dw" a depthwise 3x3 + pointwise 1x1
 DEFAULT_LAYERS = (("conv", 32, 2), ("dw", 48, 1), ("dw", 64, 2), ("dw", 96, 1), ("dw", 128, 2))
@@ -58,28 +61,6 @@ class EyeStateExport(nn.Module):
         return torch.sigmoid(self.net(x) * self.scale + self.bias)
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def count_macs(model: nn.Module, size_px: int) -> int:
-    """Multiply-accumulates of one eye (1, 1, S, S): convolutions and linear layers, counted with forward hooks."""
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            total += output.numel() * module.kernel_size[0] * module.kernel_size[1] * module.in_channels // \
-                module.groups
-        elif isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, 1, size_px, size_px))
-    model.train(was_training)
-    for h in handles:
-        h.remove()
-    return total
+    """Multiply-accumulates of one eye (1, 1, S, S) (see ``toolchain/torch_stats.py``)."""
+    return torch_stats.count_macs(model, (1, 1, size_px, size_px))

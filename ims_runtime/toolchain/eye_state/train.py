@@ -139,7 +139,7 @@ def held_apart_agreement(p_open_model: np.ndarray, eyes: EyeSet, teacher: Teache
     combined = teacher.p_open(eyes.p_closed_omz, eyes.ear_iris) >= 0.5
     omz = eyes.p_closed_omz < 0.5
     model = p_open_model >= 0.5
-    result: dict[str, float | int] = {"eyes": int(len(model)), "model_closed": int((~model).sum()),
+    result: dict[str, float | int] = {"eyes": len(model), "model_closed": int((~model).sum()),
                                       "teacher_combined_closed": int((~combined).sum()),
                                       "teacher_omz_closed": int((~omz).sum())}
     for name, ref in (("combined", combined), ("omz", omz)):
@@ -184,7 +184,7 @@ def train(recipe: TrainRecipe, shared: Path, recipe_path: Path | None = None, lo
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps,
                                                 pct_start=0.2)
-    n_closed = int(round(recipe.batch_size * recipe.closed_share))
+    n_closed = round(recipe.batch_size * recipe.closed_share)
     for epoch in range(recipe.epochs):
         net.train()
         total = 0.0
