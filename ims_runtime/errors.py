@@ -1,8 +1,10 @@
 """Error taxonomy: every failure the service can report has a code, a kind and a recoverable flag.
 
-Codes are grouped by kind (spec, model, backend, source, publish) so that logs, telemetry and exit codes say
-*what* failed without parsing messages. A recoverable error is one the daemon may retry (a camera that vanished);
-an unrecoverable one stops start-up with a clear line and a non-zero exit.
+Codes are grouped by kind (spec, model, backend, source, publish, output) so that logs, telemetry and exit codes
+say *what* failed without parsing messages. ``recoverable`` marks failures that can go away by themselves (a
+camera that vanished, a backend call that failed once); it is published with the error (``to_dict``) for
+subscribers and operators — the service itself does not retry on it: the camera source reconnects on its own
+(pipeline/sources.py), everything else stops start-up with a clear line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class ErrorKind(str, Enum):
     SOURCE = "source"
     PUBLISH = "publish"
     OUTPUT = "output"
+    ENVIRONMENT = "environment"
     INTERNAL = "internal"
 
 
@@ -30,7 +33,8 @@ class ErrorCode:
 
 
 # Exit codes: 2 = the spec (or command line) is wrong, 3 = a model artefact, 4 = a backend,
-# 5 = the frame source, 6 = the publisher, 7 = an output file. 1 is left for unexpected failures.
+# 5 = the frame source, 6 = the publisher, 7 = an output file, 8 = the environment (an optional extra not installed, a
+# Ray cluster not reachable). 1 is left for unexpected failures (and `fleet-replay`'s regression gate).
 SPEC_NOT_FOUND = ErrorCode("SPEC_NOT_FOUND", ErrorKind.SPEC, False, 2)
 SPEC_YAML_SYNTAX = ErrorCode("SPEC_YAML_SYNTAX", ErrorKind.SPEC, False, 2)
 SPEC_INVALID = ErrorCode("SPEC_INVALID", ErrorKind.SPEC, False, 2)
@@ -49,6 +53,8 @@ PUBLISH_ENDPOINT_IN_USE = ErrorCode("PUBLISH_ENDPOINT_IN_USE", ErrorKind.PUBLISH
 PUBLISH_ENDPOINT_INVALID = ErrorCode("PUBLISH_ENDPOINT_INVALID", ErrorKind.PUBLISH, False, 6)
 PUBLISH_KEYS = ErrorCode("PUBLISH_KEYS", ErrorKind.PUBLISH, False, 6)
 OUTPUT_UNWRITABLE = ErrorCode("OUTPUT_UNWRITABLE", ErrorKind.OUTPUT, False, 7)
+EXTRA_NOT_INSTALLED = ErrorCode("EXTRA_NOT_INSTALLED", ErrorKind.ENVIRONMENT, False, 8)
+CLUSTER_UNREACHABLE = ErrorCode("CLUSTER_UNREACHABLE", ErrorKind.ENVIRONMENT, True, 8)
 
 
 class IMSError(Exception):

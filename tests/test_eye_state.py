@@ -64,7 +64,7 @@ def test_a_folder_without_the_cew_layout_is_a_coded_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def eye_model() -> EyeStateModel:
-    model, _, _ = EyeStateModel.open("eye_state_v1", None, ONE_THREAD)
+    model = EyeStateModel.open("eye_state_v1", None, ONE_THREAD)
     yield model
     model.close()
 
@@ -155,7 +155,7 @@ def test_face_state_takes_eye_openness_from_the_eye_model_when_configured(refere
         expected = eye_model.predict(image, face.landmarks_px)
         assert (state.left_eye_open, state.right_eye_open) == pytest.approx(expected, abs=1e-5)
         assert state.gaze_yaw_rad == pytest.approx(plain.process(frame, face).gaze_yaw_rad, abs=1e-6)
-        assert stage.describe()["eye_model"]["sha256"] == stage.eye_model_sha256
+        assert stage.describe()["eye_model"]["sha256"] == eye_model.model.sha256
     finally:
         stage.close()
         plain.close()

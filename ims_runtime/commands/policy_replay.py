@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ims_runtime import errors
+from ims_runtime import errors, messages
 from ims_runtime.commands._common import load
-from ims_runtime.monitor import DriverMonitor
+from ims_runtime.pipeline.monitor import DriverMonitor
 from ims_runtime.policy.speed import ConstantSpeed, SpeedSeries
 from ims_runtime.spec.schema import FatigueStageSpec, PolicySpec, Spec
 from ims_runtime.temporal.signals import FrameSignals
@@ -69,7 +69,8 @@ def replay(signals: Path, out: TextIO, spec: Spec, spec_dir: Path | None = None,
         for frame in read_signals(signals):
             result: dict[str, Any] = {"t_ns": frame.t_ns}
             try:
-                result.update(monitor.update(frame, speed.speed_at(frame.t_ns)))
+                state = monitor.update(frame, speed.speed_at(frame.t_ns))
+                result.update(messages.encode_monitor(state.fatigue, state.policy))
             except ValueError as exc:  # non-increasing timestamps
                 raise errors.IMSError(errors.SOURCE_UNREADABLE, f"{signals}: {exc}",
                                       "lines must be in increasing t_ns order") from exc

@@ -11,6 +11,7 @@ run twice.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Any
 import structlog
 import zmq
 
-from ims_runtime.commands._common import build_pipeline
+from ims_runtime import messages
+from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.logs import RateLimited
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.pipeline.scheduler import FrameScheduler, ScheduledFrame
@@ -129,12 +131,12 @@ class Service:
     def _process(self, item: ScheduledFrame) -> None:
         assert self.pipeline and self.publisher and self.telemetry
         t_taken_ns = time.monotonic_ns()
-        message = self.pipeline.process(item.frame)
+        state = self.pipeline.process(item.frame)
         # capture-to-publish: from the capture thread getting the frame to the message leaving (queue included)
-        message["latency_ms"]["queue_wait"] = (t_taken_ns - item.t_grab_ns) / 1e6
-        message["latency_ms"]["capture_to_publish"] = (time.monotonic_ns() - item.t_grab_ns) / 1e6
-        self.publisher.publish("driver_state", message)
-        self.telemetry.frame_out(message["latency_ms"])
+        state = state.with_latency(queue_wait=(t_taken_ns - item.t_grab_ns) / 1e6,
+                                   capture_to_publish=(time.monotonic_ns() - item.t_grab_ns) / 1e6)
+        self.publisher.publish("driver_state", messages.encode_driver_state(state))
+        self.telemetry.frame_out(state.latency_ms)
         self.notifier.watchdog()  # only a frame that went all the way through feeds the watchdog
 
     def _idle(self) -> None:
@@ -158,15 +160,16 @@ class Service:
         if self.state == "camera_outage" and self._last_outage_event_s is None:
             self.state = "running"
         spec = self.loaded.spec
-        message = self.telemetry.message(
+        telemetry = self.telemetry.message(
             spec_name=spec.name, stages=self.pipeline.describe(), publish_dropped=self.publisher.dropped,
-            extra={"state": self.state, "spec_sha256": self.spec_sha256,
-                   "reload": self.reloader.last.as_telemetry(self.reloader.count) if self.reloader.last else None,
-                   "scheduler": {"queue_frames": spec.service.queue_frames, "max_fps": spec.service.max_fps,
-                                 "paced": self.scheduler.pace_fps is not None}})
-        message["budget"] = check_budget(spec.budget, message)
-        for violation in (message["budget"] or {}).get("violations", []):
+            state=self.state, spec_sha256=self.spec_sha256,
+            reload=self.reloader.last.as_telemetry(self.reloader.count) if self.reloader.last else None,
+            scheduler={"queue_frames": spec.service.queue_frames, "max_fps": spec.service.max_fps,
+                       "paced": self.scheduler.pace_fps is not None})
+        telemetry = dataclasses.replace(telemetry, budget=check_budget(spec.budget, telemetry))
+        for violation in (telemetry.budget or {}).get("violations", []):
             self.budget_warnings.warning(f"budget_violated.{violation['metric']}", **violation)
+        message = messages.encode_telemetry(telemetry)
         self.publisher.publish("telemetry", message)
         self.notifier.status(status_line(message))
 

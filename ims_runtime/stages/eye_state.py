@@ -7,8 +7,9 @@ closed lid differs from an open one by a few pixels; its eye-aspect-ratio teache
 * :class:`EyeCropper` places one square crop per eye from RetinaFace's eye centres: side = ``iod_ratio`` x the
   inter-ocular distance, rotated so the eye line is level, one ``cv2.warpAffine`` per eye straight into a
   preallocated (2, S, S, 3) buffer, then grey (the model is trained on grey, so colour and NIR cameras look alike).
-* :class:`EyeStateModel` runs both eyes as one batch of 2 through any backend (``open_chain``) and returns the
-  calibrated openness per eye (0.5 = the decision boundary between closed and open).
+* :class:`EyeStateModel` runs both eyes as one batch of 2 through any backend (opened by
+  :func:`ims_runtime.stages.model.open_model`, like every stage's model) and returns the calibrated openness per
+  eye (0.5 = the decision boundary between closed and open).
 
 The crop geometry and input size are read from the model's ``metadata_props`` (``ims.eye_crop_iod_ratio``,
 ``ims.input_size_wh``), so a model and its crops cannot drift apart. Runtime only: numpy, OpenCV, a backend.
@@ -23,9 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ims_runtime import catalog, errors
-from ims_runtime.backends import Backend, open_chain
 from ims_runtime.backends.base import BackendConfigBase
+from ims_runtime.stages.model import ModelContract, OpenedModel, open_model
 
 #: crop side as a multiple of the inter-ocular distance (eye centre to eye centre), when the model does not say
 DEFAULT_IOD_RATIO = 0.7
@@ -102,38 +102,39 @@ def grey_to_tensor(grey: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
 class EyeStateModel:
     """The eye-state network behind a backend: two grey eye crops in, per-eye openness out (one batched run)."""
 
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        meta = backend.metadata
-        shape = backend.inputs[0].shape
-        problem = None
-        if meta.get("ims.model_family") != "eye_state":
-            problem = f"model family is {meta.get('ims.model_family')!r}, expected 'eye_state'"
-        elif OUTPUT_NAME not in {o.name for o in backend.outputs}:
-            problem = f"no output named {OUTPUT_NAME!r}"
-        elif len(shape) != 4 or shape[1] != 1 or not isinstance(shape[2], int) or shape[2] != shape[3]:
-            problem = f"input shape {shape} is not (N, 1, S, S)"
-        elif isinstance(shape[0], int) and shape[0] != 2:
-            problem = f"input batch is fixed at {shape[0]}, the stage runs both eyes as a batch of 2"
-        if problem:
-            raise errors.IMSError(errors.MODEL_CONTRACT, f"{backend.model_path}: {problem}",
-                                  "point stages.face_state.eye_model at an eye-state export (ims-opt train eye-state)")
+    #: what the face-state stage needs from its eye model (checked at load by :func:`open_model`)
+    CONTRACT = ModelContract("eye_state", (OUTPUT_NAME,), "stages.face_state.eye_model")
+
+    def __init__(self, model: OpenedModel) -> None:
+        self.model = model
+        self.backend = model.backend
+        shape = self.backend.inputs[0].shape
+        if model.facts.family != "eye_state":
+            raise model.contract_error(f"model family is {model.facts.family!r}, expected 'eye_state'",
+                                       self.CONTRACT.spec_field)
+        if len(shape) != 4 or shape[1] != 1 or not isinstance(shape[2], int) or shape[2] != shape[3]:
+            raise model.contract_error(f"input shape {shape} is not (N, 1, S, S)", self.CONTRACT.spec_field)
+        if isinstance(shape[0], int) and shape[0] != 2:
+            raise model.contract_error(f"input batch is fixed at {shape[0]}, the stage runs both eyes as a batch "
+                                       "of 2", self.CONTRACT.spec_field)
         self.size_px = int(shape[2])
-        self.iod_ratio = float(meta.get("ims.eye_crop_iod_ratio", DEFAULT_IOD_RATIO))
+        self.iod_ratio = float(self.backend.metadata.get("ims.eye_crop_iod_ratio", DEFAULT_IOD_RATIO))
         self.cropper = EyeCropper(self.size_px, self.iod_ratio)
-        self._input_name = backend.inputs[0].name
-        self._output_index = [o.name for o in backend.outputs].index(OUTPUT_NAME)
+        self._input_name = self.backend.inputs[0].name
+        self._output_index = [o.name for o in self.backend.outputs].index(OUTPUT_NAME)
         self._tensor = np.empty((2, 1, self.size_px, self.size_px), np.float32)
 
     @classmethod
-    def open(cls, ref: str, sha256: str | None, backends: list[BackendConfigBase], spec_dir: Path | None = None,
-             stage: str = "eye_state") -> tuple[EyeStateModel, str, list]:
+    def open(cls, ref: str, sha256: str | None, backends: list[BackendConfigBase],
+             spec_dir: Path | None = None) -> EyeStateModel:
         """Resolve ``ref`` (catalogue name, file name or path), check its sha256, open the first backend that
-        works. Returns the model, the file's sha256 and the skipped backends."""
-        path = catalog.resolve(ref, spec_dir)
-        sha = catalog.check_sha256(path, sha256)
-        opened = open_chain(path, list(backends), stage)
-        return cls(opened.backend), sha, opened.skipped
+        works, check the contract (:func:`open_model`). The file's sha256 and skipped backends are in ``.model``."""
+        opened = open_model(ref, sha256, backends, "eye_state", cls.CONTRACT, spec_dir)
+        try:
+            return cls(opened)
+        except BaseException:
+            opened.backend.close()
+            raise
 
     def predict_crops(self, grey: np.ndarray) -> np.ndarray:
         """(2, S, S) uint8 grey crops → (2,) float32 openness 0..1."""

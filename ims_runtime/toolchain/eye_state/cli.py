@@ -43,8 +43,8 @@ def _open_model(ref: str):
     from ims_runtime.backends.ort_cpu import OrtCpuConfig
     from ims_runtime.stages.eye_state import EyeStateModel
 
-    model, sha, _ = EyeStateModel.open(ref, None, [OrtCpuConfig(type="ort_cpu", threads=1)])
-    return model, sha
+    model = EyeStateModel.open(ref, None, [OrtCpuConfig(type="ort_cpu", threads=1)])
+    return model, model.model.sha256
 
 
 def _teacher_combination(model_path: Path) -> dict | None:

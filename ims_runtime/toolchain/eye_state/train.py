@@ -247,7 +247,7 @@ def _onnx_p_open(model_path: Path, wide: np.ndarray, size_px: int) -> np.ndarray
     from ims_runtime.backends.ort_cpu import OrtCpuConfig
     from ims_runtime.stages.eye_state import EyeStateModel
 
-    model, _, _ = EyeStateModel.open(str(model_path.resolve()), None, [OrtCpuConfig(type="ort_cpu", threads=1)])
+    model = EyeStateModel.open(str(model_path.resolve()), None, [OrtCpuConfig(type="ort_cpu", threads=1)])
     lo = (wide.shape[1] - size_px) // 2
     crops = wide[:, lo:lo + size_px, lo:lo + size_px]
     if len(crops) % 2:
