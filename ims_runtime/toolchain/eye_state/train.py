@@ -7,9 +7,10 @@ version fitted the Iris logistic to the OMZ teacher's decisions on the training 
 the Iris teacher call almost nothing closed.)
 Training: AdamW + one-cycle LR, soft binary cross-entropy, eyes the teachers call closed drawn more often (they
 are rare in footage). Calibration: a Platt fit (scale, bias on the logit) of the un-augmented training crops to the
-combined teacher's decisions, folded into the graph, so 0.5 is the decision boundary. With ``balanced_calibration``
-the two classes weigh the same in that fit (closed eyes are ~6 % of the footage): 0.5 is then the boundary for equal
-class priors, which is what balanced accuracy measures and what a missed closure costs. Seeded end to end.
+combined teacher's decisions, folded into the graph, so 0.5 is the decision boundary at the training data's prior
+(closed eyes ~6 %: calibrated probabilities). With ``balanced_calibration`` the two classes weigh the same in that
+fit instead: 0.5 is then the boundary for equal priors — more closures found, far more false ones on footage
+(docs/eye-state.md has both). Seeded end to end.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class TrainRecipe:
     iris_ear_mid: float = 0.2
     iris_ear_scale: float = 0.03
     #: weigh closed and open eyes the same in the Platt calibration (see the module docstring)
-    balanced_calibration: bool = True
+    balanced_calibration: bool = False
     #: share of each batch drawn from eyes the combined teacher calls closed
     closed_share: float = 0.3
     out_dir: str = "models"

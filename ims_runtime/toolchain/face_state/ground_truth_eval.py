@@ -32,7 +32,9 @@ Log = Callable[[str], None]
 
 def replay_clip(spec_path: Path, clip: Path, out_jsonl: Path) -> ReplayTrack:
     """Run ``clip`` through the spec's pipeline (as ``ims-runtime replay`` does) into ``out_jsonl``."""
-    from ims_runtime.commands._common import build_pipeline, load
+    from ims_runtime.commands._common import load
+    from ims_runtime import messages
+    from ims_runtime.pipeline.factory import build_pipeline
     from ims_runtime.pipeline.sources import open_source
     from ims_runtime.replay.runner import run_replay
 
@@ -101,7 +103,9 @@ def pose_gaze_figures(track: ReplayTrack, reference: np.ndarray) -> dict:
 
 def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log) -> dict:
     """Every image of ``folder`` (faces with closed eyes) through the spec's pipeline, state reset per image."""
-    from ims_runtime.commands._common import build_pipeline, load
+    from ims_runtime.commands._common import load
+    from ims_runtime import messages
+    from ims_runtime.pipeline.factory import build_pipeline
     from ims_runtime.types import Frame
 
     loaded = load(argparse.Namespace(spec=str(spec_path), set=[]))
@@ -116,7 +120,7 @@ def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log)
             if image is None:
                 continue
             pipeline.reset()
-            message = pipeline.process(Frame(0, 0, image))
+            message = messages.encode_driver_state(pipeline.process(Frame(0, 0, image)))
             eyes = message.get("eyes")
             if eyes:
                 found += 1
