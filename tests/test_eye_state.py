@@ -3,6 +3,7 @@ crop geometry, the face-state hook, and a runtime path without torch."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, shared
+from conftest import REPO, cli, shared
 
 from ims_runtime import errors
 from ims_runtime.backends.ort_cpu import OrtCpuConfig
@@ -170,3 +171,21 @@ def test_the_eye_state_runtime_modules_never_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert result.returncode == 0, result.stderr
     assert "IMPORTED []" in result.stdout
+
+
+def test_replay_with_the_dev_spec_shows_eyes_closed_on_an_annotated_blink(tmp_path, dev_spec_path):
+    """video02 (a training clip: a regression check, not an accuracy figure) has one hand-annotated closure;
+    the eye model must publish ``eyes.closed`` inside it, the face-state network's own eyes do not."""
+    truth = json.loads((REPO / "deploy" / "annotations" / "blinks" / "video02.json").read_text())
+    first, last = truth["closed_ranges"][0]
+    clip = shared("data", "videos", "video02.mp4")
+    closed = {}
+    for name, extra in (("eye_model", []), ("face_state_only", ["--set", "stages.face_state.eye_model=null"])):
+        out = tmp_path / f"{name}.jsonl"
+        result = cli("replay", "--spec", str(dev_spec_path), *extra, str(clip), "--out", str(out),
+                     "--max-frames", str(last + 2), "--no-progress", timeout=300)
+        assert result.returncode == 0, result.stderr[-500:]
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        closed[name] = [r["frame_id"] for r in rows if r.get("eyes", {}).get("closed")]
+    assert any(first <= f <= last for f in closed["eye_model"]), closed
+    assert not any(first <= f <= last for f in closed["face_state_only"]), closed
