@@ -26,6 +26,7 @@ from ims_runtime import paths
 from ims_runtime.spec.schema import DetectorSpec
 from ims_runtime.stages.eye_state import DEFAULT_IOD_RATIO, EyeCropper
 from ims_runtime.stages.face_detector import FaceDetector
+from ims_runtime.toolchain.face_state.dataset import DataRecipe as FaceDataRecipe
 from ims_runtime.toolchain.npz_table import NpzTable
 from ims_runtime.types import Frame
 
@@ -34,10 +35,9 @@ CACHE_FORMAT = 1
 
 @dataclass(frozen=True)
 class DataRecipe:
-    train_videos: tuple[str, ...] = ("data/videos/video00.mp4", "data/videos/video01.mp4",
-                                     "data/videos/video02.mp4")
-    #: held apart as whole clips: never trained on
-    val_videos: tuple[str, ...] = ("data/videos/video04.mp4",)
+    #: the face-state network's split by clip (video04 held apart as a whole clip: never trained on)
+    train_videos: tuple[str, ...] = FaceDataRecipe.train_videos
+    val_videos: tuple[str, ...] = FaceDataRecipe.val_videos
     #: a folder of face photos (one face each) for more identities; None = footage only
     face_folder: str | None = "data/utkface/images"
     face_folder_licence: str = "UTKFace: non-commercial research only, copyright with the photos' owners"
