@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if needed), install the package with the toolchain and dev extras, and build every catalogue model
-# artefact (`models build --all`) from the weights in ../shared/models. Idempotent: safe to run again. Sourced by run-demo.sh and .ci/run.
+# artefact (`models build --all`: every shipped spec's and those the tests use) from the weights in
+# ../shared/models. Idempotent: safe to run again. Sourced by run-demo.sh and .ci/run.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
