@@ -93,6 +93,16 @@ add(Artefact(
     inputs=("retinaface/mobilenet0.25_Final.pth",),
 ))
 
+add(Artefact(
+    name="face_state_v1_int8_qnn",
+    filename="face_state_v1_int8_qnn.onnx",
+    description="the face-state network, INT8 QDQ for Qualcomm HTP (ONNX Runtime's QNN recipe: u8 activations, s8 "
+                "per-channel weights), calibrated on detector-aligned face crops of video00-02; static 1x3x112x112 "
+                "(deploy/recipes/face-state-opt.yaml, variant qnn_w8a8; runs entirely on the HTP simulator)",
+    build_command=("ims-opt", "build", "face_state_v1_int8_qnn"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
 
 def lookup(ref: str) -> Artefact | None:
     if ref in CATALOG:
