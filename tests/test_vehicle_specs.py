@@ -124,6 +124,10 @@ def test_jetson_spec_without_tensorrt_falls_back_per_stage_and_says_so(tmp_path:
         assert all(line[part] is not None for part in REQUIRED_PARTS), line
         assert {s: b["backend"] for s, b in line["stage_backends"].items()} == dict.fromkeys(MODEL_STAGES, "ort_cpu")
         assert {f"{s}_backend_fallback" for s in MODEL_STAGES} <= set(line["degraded"])
+        # the fallback runs the FP32 files as they are: the spec's fp16 (a TensorRT engine) is not what runs;
+        # fatigue_tcn.onnx does not state its precision, so it is reported unknown rather than guessed
+        assert {s: b["precision"] for s, b in line["stage_backends"].items()} == {
+            "face_detector": "fp32", "face_state": "fp32", "fatigue": None}
     stages = json.loads(summary.read_text())["stages"]
     for name in MODEL_STAGES:
         (skipped,) = stages[name]["fallbacks"]

@@ -155,8 +155,9 @@ class FaceStateStage:
                          reliable=pred.confidence >= self.spec.min_confidence)
 
     def describe(self) -> dict[str, object]:
-        return {**self.model.backend.describe(), "precision": self.spec.precision, "sha256": self.model.model.sha256,
-                "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
+        model = self.model.model
+        return {**self.model.backend.describe(), "precision": model.running_precision(self.spec.precision),
+                "sha256": model.sha256, "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
 
     def close(self) -> None:
         self.model.backend.close()
