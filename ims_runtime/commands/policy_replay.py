@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from ims_runtime import errors
 from ims_runtime.commands._common import load
 from ims_runtime.monitor import DriverMonitor
-from ims_runtime.policy.speed import ConstantSpeed, SpeedSeries
+from ims_runtime.pipeline.vehicle_speed import ConstantSpeed, SpeedSeries
 from ims_runtime.spec.schema import FatigueStageSpec, PolicySpec, Spec
 from ims_runtime.temporal.signals import FrameSignals
 

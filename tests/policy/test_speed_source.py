@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from ims_runtime import errors
-from ims_runtime.policy.speed import SpeedSeries, SpeedSubscriber
+from ims_runtime.pipeline.vehicle_speed import SpeedSeries, SpeedSubscriber
 
 NS = 1_000_000_000
 

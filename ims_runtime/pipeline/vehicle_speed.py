@@ -1,4 +1,5 @@
-"""Vehicle speed for the policy: a ZeroMQ subscriber on the vehicle, a time series or a constant in replay.
+"""Vehicle speed, an input adapter beside the frame sources: a ZeroMQ subscriber on the vehicle, a time
+series or a constant in replay. The policy stays pure: it only ever sees ``speed_kmh`` (km/h, None = unknown).
 
 All sources answer ``speed_at(t_ns)``: the latest speed stamped at or before ``t_ns`` if it is at most
 ``stale_after_s`` old, else None (unknown — the policy's ``unknown_speed`` setting then decides). Speed ``t_ns``
