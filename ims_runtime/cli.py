@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from ims_runtime import __version__, errors
+from ims_runtime.atomic import Terminated
 
 #: subcommand modules, in the order ``--help`` lists them
 COMMAND_MODULES = [
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code.exit_code
     except KeyboardInterrupt:
         return 130
+    except Terminated:  # SIGTERM inside raise_on_sigterm(): temporary files are already removed
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":
