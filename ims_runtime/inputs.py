@@ -100,20 +100,14 @@ def check_plausible_time(t_ns: int, now_ns: int, window_ns: int, name: str = "t_
     return t_ns
 
 
-def _reject_constant(text: str) -> float:
-    raise InputRejected("non_finite", f"{text} is not a number (use null for not measured)")
-
-
 def json_value(text: str | bytes, max_bytes: int | None = None) -> Any:
-    """Parse strict JSON (no NaN / Infinity literals). Raises :class:`InputRejected` (``malformed``) on
-    anything that is not JSON, including bytes that are not UTF-8 and nesting deep enough to exhaust the
-    parser."""
+    """Parse JSON. Raises :class:`InputRejected` (``malformed``) on anything that is not JSON, including bytes
+    that are not UTF-8 and nesting deep enough to exhaust the parser. ``NaN`` / ``Infinity`` literals (which
+    Python's writer emits) parse as floats so that the field they are in rejects them *by name*."""
     if max_bytes is not None and len(text) > max_bytes:
         raise InputRejected("malformed", f"message of {len(text)} bytes is longer than {max_bytes}")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except InputRejected:
-        raise
+        return json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InputRejected("malformed", f"not JSON: {exc}") from None
 
