@@ -1,8 +1,10 @@
 """Error taxonomy: every failure the service can report has a code, a kind and a recoverable flag.
 
-Codes are grouped by kind (spec, model, backend, source, publish) so that logs, telemetry and exit codes say
-*what* failed without parsing messages. A recoverable error is one the daemon may retry (a camera that vanished);
-an unrecoverable one stops start-up with a clear line and a non-zero exit.
+Codes are grouped by kind (spec, model, backend, source, publish, output) so that logs, telemetry and exit codes
+say *what* failed without parsing messages. ``recoverable`` marks failures that can go away by themselves (a
+camera that vanished, a backend call that failed once); it is published with the error (``to_dict``) for
+subscribers and operators — the service itself does not retry on it: the camera source reconnects on its own
+(pipeline/sources.py), everything else stops start-up with a clear line and a non-zero exit.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from ims_runtime import errors
 from ims_runtime.backends import open_chain
 from ims_runtime.backends.ort_cpu import OrtCpuBackend, OrtCpuConfig
 from ims_runtime.backends.qnn import CPU_EP, EP_NAME, QnnBackend, QnnConfig
+from ims_runtime.stages.model import OpenedModel
 
 INPUT_WH = (320, 192)
 #: held-apart frames (clip, frame index): not used for calibration
@@ -151,8 +152,8 @@ def test_int8_detector_runs_entirely_on_htp_and_matches_cpu_int8(int8_model: Pat
     assert htp.placement.nodes_by_device.get(CPU_EP, 0) == 0
     assert htp.describe()["compute_precision"] == "qdq"
     spec = DetectorSpec(model=str(int8_model), input_size_px=INPUT_WH, precision="int8", score_threshold=0.5)
-    on_htp = FaceDetector(spec, htp, "-")
-    on_cpu = FaceDetector(spec, OrtCpuBackend(int8_model, OrtCpuConfig()), "-")
+    on_htp = FaceDetector(spec, OpenedModel.from_backend(htp))
+    on_cpu = FaceDetector(spec, OpenedModel.from_backend(OrtCpuBackend(int8_model, OrtCpuConfig())))
     ious, score_diffs, found = [], [], 0
     for index, image in enumerate(_frames()):
         frame = Frame(frame_id=index, t_capture_ns=0, image_bgr=image)
@@ -261,8 +262,8 @@ def test_face_state_int8_runs_entirely_on_htp_and_matches_cpu_int8(reference_det
     htp_backend = QnnBackend(model, QnnConfig())
     assert htp_backend.placement.nodes_by_device.get(EP_NAME, 0) > 20
     assert htp_backend.placement.nodes_by_device.get(CPU_EP, 0) == 0
-    on_htp = FaceStateModel(htp_backend, 112)
-    on_cpu = FaceStateModel(OrtCpuBackend(model, OrtCpuConfig()), 112)
+    on_htp = FaceStateModel(OpenedModel.from_backend(htp_backend), 112)
+    on_cpu = FaceStateModel(OpenedModel.from_backend(OrtCpuBackend(model, OrtCpuConfig())), 112)
     angle_diffs_deg: list[float] = []
     for index, image in enumerate(_frames()):
         faces = reference_detector.detect(Frame(frame_id=index, t_capture_ns=0, image_bgr=image)).faces

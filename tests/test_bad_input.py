@@ -23,7 +23,7 @@ import zmq
 from conftest import REPO, cli
 
 from ims_runtime import errors
-from ims_runtime.monitor import DriverMonitor
+from ims_runtime.pipeline.monitor import DriverMonitor
 from ims_runtime.pipeline.vehicle_speed import SpeedSubscriber
 from ims_runtime.publish.zmq_pub import Publisher
 from ims_runtime.service.notify import Notifier
@@ -121,8 +121,7 @@ def test_case02_an_invalid_live_speed_never_silences_a_distraction_alert(gateway
         sub.poll()
         frame = FrameSignals(t_ns=t_ns, face_present=True, gaze_yaw_rad=1.0, gaze_pitch_rad=0.0,
                              face_confidence=0.9, left_open=0.9, right_open=0.9)
-        out = monitor.update(frame, sub.speed_at(t_ns))
-        alerts |= {a["type"] for a in out["alerts"]}
+        alerts |= {alert.type for alert in monitor.update(frame, sub.speed_at(t_ns)).policy.alerts}
     assert "long_distraction" in alerts
     assert sub.rejected["non_finite"] >= 100
 

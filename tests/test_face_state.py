@@ -11,9 +11,10 @@ import onnxruntime as ort
 import pytest
 from conftest import cli, shared
 
-from ims_runtime import catalog, errors
+from ims_runtime import catalog, errors, messages
 from ims_runtime.spec.schema import FaceStateSpec, RoadZoneSpec
 from ims_runtime.stages.face_state import OUTPUT_NAMES, EyeClosure, FaceStateStage
+from ims_runtime.stages.model import OpenedModel
 from ims_runtime.types import FaceDetection, Frame
 
 HELD_APART = ("data", "videos", "video04.mp4")
@@ -100,7 +101,7 @@ def test_stage_fills_every_field_on_real_faces(stage, real_faces):
     n = 0
     for frame, faces, _, _ in real_faces:
         for face in faces:
-            message = stage.process(frame, face).to_message()
+            message = messages.encode_face_state(stage.process(frame, face))
             n += 1
             values = [*message["gaze"].values(), *message["head_pose"].values(), *message["eyes"].values(),
                       message["mouth"]["open"]]
@@ -163,7 +164,7 @@ def test_crop_size_must_match_the_model(model_path):
 
     backend = open_chain(model_path, [OrtCpuConfig(type="ort_cpu")], "face_state").backend
     with pytest.raises(errors.IMSError) as info:
-        FaceStateStage(FaceStateSpec(crop_size_px=96), backend, "x")
+        FaceStateStage(FaceStateSpec(crop_size_px=96), OpenedModel.from_backend(backend))
     assert info.value.code is errors.MODEL_CONTRACT
 
 
@@ -209,21 +210,26 @@ def test_on_road_uses_the_policys_zone_and_mounting_offset(model_path, real_face
     frame, faces = real_faces[0][0], real_faces[0][1]
     face = max(faces, key=lambda f: f.area_px2)
     backend = open_chain(model_path, [OrtCpuConfig(type="ort_cpu")], "face_state").backend
-    probe = FaceStateStage(FaceStateSpec(), backend, "x").process(frame, face)
+    probe = FaceStateStage(FaceStateSpec(), OpenedModel.from_backend(backend)).process(frame, face)
     centred = RoadZoneSpec(center_yaw_rad=probe.gaze_yaw_rad, center_pitch_rad=probe.gaze_pitch_rad)
     away = RoadZoneSpec(center_yaw_rad=probe.gaze_yaw_rad + math.radians(45), center_pitch_rad=probe.gaze_pitch_rad)
-    assert FaceStateStage(FaceStateSpec(), backend, "x", road_zone=centred).process(frame, face).on_road is True
-    assert FaceStateStage(FaceStateSpec(), backend, "x", road_zone=away).process(frame, face).on_road is False
+    assert FaceStateStage(FaceStateSpec(), OpenedModel.from_backend(backend), road_zone=centred).process(frame, face).on_road is True
+    assert FaceStateStage(FaceStateSpec(), OpenedModel.from_backend(backend), road_zone=away).process(frame, face).on_road is False
 
 
 def test_unreliable_state_feeds_nothing_to_the_temporal_stage(stage, real_faces):
     frame, faces = real_faces[0][0], real_faces[0][1]
-    state = stage.process(frame, faces[0])
-    assert set(state.to_signals()) == {"gaze_pitch_rad", "gaze_yaw_rad", "head_yaw_deg", "head_pitch_deg",
-                                       "left_open", "right_open", "mouth_open"}
     from dataclasses import replace
 
-    assert replace(state, reliable=False).to_signals() == {}
+    from ims_runtime.pipeline.pipeline import face_observation, frame_signals
+    from ims_runtime.types import Detections
+
+    state = stage.process(frame, faces[0])
+    face = face_observation(Detections(faces=[faces[0]], driver_index=0))
+    measured = {"gaze_pitch_rad", "gaze_yaw_rad", "on_road", "head_yaw_deg", "head_pitch_deg", "left_open",
+                "right_open", "mouth_open"}
+    assert measured <= set(frame_signals(frame, face, state).to_dict())
+    assert not measured & set(frame_signals(frame, face, replace(state, reliable=False)).to_dict())
 
 
 # --- the whole runtime path --------------------------------------------------------------------------------------

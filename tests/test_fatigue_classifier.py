@@ -14,6 +14,7 @@ from ims_runtime import catalog, errors, paths
 from ims_runtime.backends import open_chain
 from ims_runtime.backends.ort_cpu import OrtCpuConfig
 from ims_runtime.spec.schema import FatigueStageSpec, FatigueWindowSpec
+from ims_runtime.stages.model import OpenedModel
 from ims_runtime.stages.fatigue import FatigueClassifier, level_for_kss, rule_based_kss
 from ims_runtime.temporal.features import TemporalFeatures
 from ims_runtime.toolchain.fatigue.generator import GeneratorConfig, generate, sample_kss
@@ -44,7 +45,7 @@ def test_model_carries_its_window_and_refuses_another(classifier):
     assert int(meta["ims.parameters"]) <= 100_000
     opened = open_chain(catalog.resolve("fatigue_tcn"), [OrtCpuConfig()], stage="fatigue")
     with pytest.raises(errors.IMSError) as info:
-        FatigueClassifier(opened.backend, window_s=30.0, bin_s=0.05)
+        FatigueClassifier(OpenedModel.from_backend(opened.backend), window_s=30.0, bin_s=0.05)
     assert info.value.code is errors.MODEL_CONTRACT
 
 
@@ -94,7 +95,7 @@ def test_estimate_rises_with_perclos(classifier):
 
 
 def test_runtime_path_does_not_import_torch_or_the_toolchain():
-    code = ("import sys, ims_runtime.monitor, ims_runtime.commands.policy_replay, "
+    code = ("import sys, ims_runtime.pipeline.monitor, ims_runtime.commands.policy_replay, "
             "ims_runtime.pipeline.vehicle_speed; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('ims_runtime.toolchain')]; "
             "print(bad); sys.exit(1 if bad else 0)")

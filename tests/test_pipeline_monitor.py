@@ -3,6 +3,7 @@ policy-replay runs; without face-state signals it says so instead of inventing e
 
 from __future__ import annotations
 
+from ims_runtime.messages import encode_driver_state
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.pipeline.sources import open_source
 from ims_runtime.pipeline.vehicle_speed import ConstantSpeed
@@ -13,7 +14,7 @@ def test_replayed_clip_fills_the_monitor_fields(dev_spec, clip):
     pipeline = Pipeline(dev_spec, speed=ConstantSpeed(80.0))
     source = open_source(dev_spec.source, str(clip), fail_fast_camera=True, loop=False)
     try:
-        messages = [pipeline.process(frame) for _, frame in zip(range(45), source.frames())]
+        messages = [encode_driver_state(pipeline.process(frame)) for _, frame in zip(range(45), source.frames())]
     finally:
         source.close()
         pipeline.close()

@@ -91,9 +91,10 @@ def pipeline_config(name: str, spec_path: Path, overrides: list[str],
         driver_boxes: list[list[float] | None] = []  # per timed frame, for the accuracy-vs-speed comparison
 
         def process(frame: Frame) -> dict[str, float]:
-            message = pipeline.process(frame)
-            driver_boxes.append(message["face"].get("box_xyxy_px"))
-            return message["latency_ms"]
+            state = pipeline.process(frame)
+            box = state.face.box_xyxy_px
+            driver_boxes.append(list(box) if box is not None else None)
+            return state.latency_ms
 
         def reset() -> None:
             pipeline.reset()

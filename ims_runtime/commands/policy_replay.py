@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ims_runtime import errors, inputs
+from ims_runtime import errors, inputs, messages
 from ims_runtime.atomic import atomic_output, check_output_path, raise_on_sigterm
 from ims_runtime.commands._common import load
-from ims_runtime.monitor import DriverMonitor
+from ims_runtime.pipeline.monitor import DriverMonitor
 from ims_runtime.pipeline.vehicle_speed import ConstantSpeed, SpeedSeries
 from ims_runtime.spec.schema import FatigueStageSpec, PolicySpec, Spec
 from ims_runtime.temporal.signals import FrameSignals
@@ -58,6 +58,7 @@ def read_signals(path: Path) -> Iterator[FrameSignals]:
             raise inputs.file_error(path, number, exc,
                                     hint="see `ims-runtime policy-replay --help` for the line format") from exc
 
+
 def replay(signals: Path, out: TextIO, spec: Spec, spec_dir: Path | None = None,
            speed_kmh: float | None = None, speed_file: Path | None = None) -> int:
     """Replay ``signals`` into ``out``; returns the number of lines written."""
@@ -72,7 +73,8 @@ def replay(signals: Path, out: TextIO, spec: Spec, spec_dir: Path | None = None,
         for frame in read_signals(signals):
             result: dict[str, Any] = {"t_ns": frame.t_ns}
             try:
-                result.update(monitor.update(frame, speed.speed_at(frame.t_ns)))
+                state = monitor.update(frame, speed.speed_at(frame.t_ns))
+                result.update(messages.encode_monitor(state.fatigue, state.policy))
             except ValueError as exc:  # non-increasing timestamps
                 raise errors.IMSError(errors.SOURCE_UNREADABLE, f"{signals}: {exc}",
                                       "lines must be in increasing t_ns order") from exc

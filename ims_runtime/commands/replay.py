@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ims_runtime import inputs, logs
 from ims_runtime.atomic import atomic_write_text, check_output_path, raise_on_sigterm
-from ims_runtime.commands._common import add_spec_args, build_pipeline, load
+from ims_runtime.commands._common import add_spec_args, load
+from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.pipeline.sources import open_source
 from ims_runtime.publish.zmq_pub import Publisher
 from ims_runtime.replay.runner import run_replay

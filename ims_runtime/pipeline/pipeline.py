@@ -1,7 +1,10 @@
-"""The per-frame pipeline: ``Frame`` → detector → (face-state → temporal/policy) → ``driver_state`` message.
+"""The per-frame pipeline: ``Frame`` → detector → camera check → face-state → temporal/fatigue/policy →
+:class:`~ims_runtime.driver_state.DriverState`.
 
 One object built from a validated spec, shared by ``serve``, ``replay`` and ``bench``, so that all three behave
-identically. Stages not configured in the spec leave their message fields ``null`` and are listed in
+identically. Every stage returns its own typed result; :meth:`Pipeline.process` is the one place that assembles
+them into a ``DriverState`` (encoded to the wire format by :func:`ims_runtime.messages.encode_driver_state`).
+Stages not configured in the spec leave their parts ``None`` (published as ``null``) and are listed in
 ``stages_off`` — the message never carries made-up values.
 """
 
@@ -9,48 +12,63 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from ims_runtime import messages
-from ims_runtime.monitor import DriverMonitor, FrameSignals
+from ims_runtime.driver_state import DriverState, FaceObservation, FaceState, StageBackend
+from ims_runtime.pipeline.monitor import DriverMonitor
 from ims_runtime.spec import Spec
+from ims_runtime.stages.camera_check import CameraBlockedCheck
 from ims_runtime.stages.face_detector import FaceDetector
 from ims_runtime.stages.face_state import FaceStateStage
+from ims_runtime.temporal.signals import FrameSignals
 from ims_runtime.types import Detections, Frame
 
-#: message fields each optional stage fills; null while the stage is off (``policy`` is the spec's top-level
-#: ``policy`` section, the others are under ``stages``)
-OPTIONAL_STAGE_FIELDS = {
-    "face_state": ("gaze", "head_pose", "eyes", "mouth", "face_state"),
-    "fatigue": ("fatigue",),
-    "policy": ("distraction", "alerts", "availability"),
-}
+#: the optional parts of the pipeline, as ``stages_off`` names them (``policy`` is the spec's top-level section)
+OPTIONAL_PARTS = ("face_state", "fatigue", "policy")
 
 
 class SpeedProvider(Protocol):
     def speed_at(self, t_ns: int) -> float | None: ...
 
 
-def frame_signals(frame: Frame, detections: Detections,
-                  face_state: dict[str, Any] | None = None) -> FrameSignals:
-    """What the temporal stage and the policy get from this frame. ``face_state``: FrameSignals fields from the
-    face-state stage (gaze, head pose, eye and mouth openness); absent fields stay None, never invented."""
-    face = detections.driver
-    return FrameSignals(t_ns=frame.t_capture_ns, face_present=face is not None,
-                        face_confidence=None if face is None else float(face.score), **(face_state or {}))
+class ModelStage(Protocol):
+    """What the pipeline asks of every stage that runs a model (detector, face-state, fatigue)."""
+
+    name: str
+
+    @property
+    def backend_skips(self) -> list[dict[str, object]]: ...
+
+    def warmup(self, runs: int = 3) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+    def close(self) -> None: ...
 
 
-def face_message(detections: Detections) -> dict[str, Any]:
+def face_observation(detections: Detections) -> FaceObservation:
     face = detections.driver
     if face is None:
-        return {"present": False, "count_in_frame": len(detections.faces)}
-    return {
-        "present": True,
-        "box_xyxy_px": list(face.box_xyxy_px),
-        "score": face.score,
-        "landmarks_px": face.landmarks_px,
-        "count_in_frame": len(detections.faces),
-    }
+        return FaceObservation.absent(len(detections.faces))
+    return FaceObservation(present=True, count_in_frame=len(detections.faces), box_xyxy_px=face.box_xyxy_px,
+                           score=face.score, landmarks_px=face.landmarks_px)
+
+
+def frame_signals(frame: Frame, face: FaceObservation, state: FaceState | None = None,
+                  camera_blocked: bool | None = None) -> FrameSignals:
+    """What the temporal stage and the policy get from this frame. An unreliable face state (low network
+    confidence) provides nothing, so the temporal stage sees missing data rather than bad data."""
+    signals = FrameSignals(t_ns=frame.t_capture_ns, face_present=face.present, face_confidence=face.score,
+                           camera_blocked=camera_blocked)
+    if state is None or not state.reliable:
+        return signals
+    return FrameSignals(
+        t_ns=signals.t_ns, face_present=signals.face_present, face_confidence=signals.face_confidence,
+        camera_blocked=camera_blocked, gaze_pitch_rad=state.gaze_pitch_rad, gaze_yaw_rad=state.gaze_yaw_rad,
+        on_road=state.on_road, head_yaw_deg=state.head_yaw_deg, head_pitch_deg=state.head_pitch_deg,
+        left_open=state.left_eye_open, right_open=state.right_eye_open, mouth_open=state.mouth_open)
 
 
 class Pipeline:
@@ -58,95 +76,100 @@ class Pipeline:
 
     def __init__(self, spec: Spec, spec_dir: Path | None = None, speed: SpeedProvider | None = None) -> None:
         self.spec = spec
-        self.detector = FaceDetector.from_spec(spec.stages.face_detector, spec_dir)
-        self.face_state = (FaceStateStage.from_spec(spec.stages.face_state, spec_dir,
-                                                    spec.policy.road_zone if spec.policy is not None else None)
-                           if spec.stages.face_state is not None else None)
-        self.stages_off = [name for name in OPTIONAL_STAGE_FIELDS
-                           if getattr(spec.stages, name, getattr(spec, name, None)) is None]
-        self.monitor = DriverMonitor.from_spec(spec, spec_dir)
         #: vehicle speed (the service's ZeroMQ subscriber); None = unknown, the policy's unknown_speed decides
         self.speed = speed
+        self.face_state: FaceStateStage | None = None
+        self.monitor: DriverMonitor | None = None
+        self.detector = FaceDetector.from_spec(spec.stages.face_detector, spec_dir)
+        try:
+            if spec.stages.face_state is not None:
+                self.face_state = FaceStateStage.from_spec(
+                    spec.stages.face_state, spec_dir, spec.policy.road_zone if spec.policy is not None else None)
+            self.monitor = DriverMonitor.from_spec(spec, spec_dir)
+        except BaseException:
+            self.close()  # a later stage failed to open: release what the earlier ones hold
+            raise
+        check = spec.stages.camera_check
+        self.camera_check = CameraBlockedCheck(check) if check is not None else None
+        self.stages_off = tuple(part for part in OPTIONAL_PARTS
+                                if getattr(spec.stages, part, getattr(spec, part, None)) is None)
         #: which backend and precision each model stage actually runs on (after fallbacks), in every message
-        self.stage_backends = {stage: {"backend": info.get("backend"), "precision": info.get("precision")}
-                               for stage, info in self.describe().items()}
+        self.stage_backends = {name: StageBackend(info.get("backend"), info.get("precision"))  # type: ignore[arg-type]
+                               for name, info in self.describe().items()}
+
+    @property
+    def model_stages(self) -> list[ModelStage]:
+        """The stages that run a model, in data-flow order (the fatigue stage only with its network)."""
+        fatigue = self.monitor.fatigue if self.monitor is not None else None
+        fatigue = fatigue if fatigue is not None and fatigue.classifier is not None else None
+        return [s for s in (self.detector, self.face_state, fatigue) if s is not None]
 
     def warmup(self, runs: int = 3) -> None:
-        self.detector.warmup(runs)
-        if self.face_state is not None:
-            self.face_state.warmup(runs)
+        for stage in self.model_stages:
+            stage.warmup(runs)
 
     def reset(self) -> None:
         """Forget per-driver state (tracking, temporal history) before a new or restarted source."""
-        self.detector.reset()
-        if self.face_state is not None:
-            self.face_state.reset()
-        self.monitor.reset()
+        for stage in self.model_stages:
+            stage.reset()
+        if self.camera_check is not None:
+            self.camera_check.reset()
+        if self.monitor is not None:
+            self.monitor.reset()
 
-    def process(self, frame: Frame) -> dict[str, Any]:
-        """One frame → one ``driver_state`` message (schema in docs/messages.md), latency per stage in ms."""
+    def process(self, frame: Frame) -> DriverState:
+        """One frame → its :class:`DriverState`, with the latency of each stage in ms."""
         t0 = time.perf_counter_ns()
         detections = self.detector.detect(frame)
+        face = face_observation(detections)
         t1 = time.perf_counter_ns()
         latency_ms = {"face_detector": (t1 - t0) / 1e6}
+        blocked = None
+        if self.camera_check is not None:
+            blocked = self.camera_check.update(frame.t_capture_ns, frame.image_bgr, face.present)
         state = None
         if self.face_state is not None:
+            t2 = time.perf_counter_ns()
             # the driver's face only; process(frame, None) resets the per-driver state (eye-closure hysteresis)
             state = self.face_state.process(frame, detections.driver)
-            latency_ms["face_state"] = (time.perf_counter_ns() - t1) / 1e6
-        monitor_fields: dict[str, Any] = {}
-        if self.monitor.enabled:
-            t2 = time.perf_counter_ns()
+            latency_ms["face_state"] = (time.perf_counter_ns() - t2) / 1e6
+        fatigue = policy = None
+        speed_kmh = None
+        if self.monitor is not None and self.monitor.enabled:
+            t3 = time.perf_counter_ns()
             speed_kmh = self.speed.speed_at(frame.t_capture_ns) if self.speed is not None else None
-            signals = state.to_signals() if state is not None else None
-            monitor_fields = self.monitor.update(frame_signals(frame, detections, signals), speed_kmh)
-            latency_ms["fatigue_policy"] = (time.perf_counter_ns() - t2) / 1e6
-        message: dict[str, Any] = {
-            "schema_version": messages.SCHEMA_VERSION,
-            "frame_id": frame.frame_id,
-            "t_capture_ns": frame.t_capture_ns,
-            "source": frame.source,
-            "valid": True,
-            "degraded": self._degraded(),
-            "stages_off": self.stages_off,
-            "face": face_message(detections),
-            **monitor_fields,
-            "stage_backends": self.stage_backends,
-        }
-        if self.face_state is not None:
-            fields = state.to_message() if state is not None else {}
-            for field in OPTIONAL_STAGE_FIELDS["face_state"]:
-                message[field] = fields.get(field)
-        for stage in self.stages_off:
-            for field in OPTIONAL_STAGE_FIELDS[stage]:
-                message[field] = None
+            result = self.monitor.update(frame_signals(frame, face, state, blocked), speed_kmh)
+            fatigue, policy = result.fatigue, result.policy
+            latency_ms["fatigue_policy"] = (time.perf_counter_ns() - t3) / 1e6
         latency_ms["total"] = (time.perf_counter_ns() - t0) / 1e6
-        message["latency_ms"] = latency_ms
-        message["t_publish_ns"] = time.time_ns()
-        return message
+        return DriverState(
+            frame_id=frame.frame_id, t_capture_ns=frame.t_capture_ns, t_publish_ns=time.time_ns(),
+            source=frame.source, valid=not blocked, degraded=self._degraded(blocked, state, speed_kmh),
+            stages_off=self.stages_off, face=face, face_state=state, fatigue=fatigue, policy=policy,
+            camera_blocked=blocked, latency_ms=latency_ms, stage_backends=self.stage_backends)
 
-    def _degraded(self) -> list[str]:
-        reasons = []
-        if self.detector.backend_skips:
-            reasons.append("face_detector_backend_fallback")
-        if self.face_state is not None and self.face_state.backend_skips:
-            reasons.append("face_state_backend_fallback")
-        return reasons
+    def _degraded(self, blocked: bool | None, state: FaceState | None, speed_kmh: float | None) -> tuple[str, ...]:
+        """Why this frame's result is less trustworthy (an open list, docs/messages.md)."""
+        reasons = [f"{stage.name}_backend_fallback" for stage in self.model_stages if stage.backend_skips]
+        if blocked:
+            reasons.append("camera_blocked")
+        if state is not None and not state.reliable:
+            reasons.append("face_state_unreliable")
+        if self.spec.policy is not None and speed_kmh is None:
+            # the speed-gated rules then follow policy.unknown_speed (fail-safe: assume moving)
+            reasons.append("vehicle_speed_unknown")
+        return tuple(reasons)
 
     def describe(self) -> dict[str, dict[str, object]]:
-        """Backend and precision each stage actually runs on (for telemetry)."""
-        described = {"face_detector": self.detector.describe()}
-        if self.face_state is not None:
-            described["face_state"] = self.face_state.describe()
-        classifier = self.monitor.classifier
-        if classifier is not None and self.spec.stages.fatigue is not None:
-            described["fatigue"] = {**classifier.backend.describe(), "precision": self.spec.stages.fatigue.precision}
-        return described
+        """Backend and precision each model stage actually runs on (for telemetry)."""
+        return {stage.name: stage.describe() for stage in self.model_stages}
 
     def close(self) -> None:
-        self.detector.close()
-        if self.face_state is not None:
-            self.face_state.close()
-        self.monitor.close()
+        """Release every stage's backend and the speed source. Safe to call twice and after a partial build."""
+        for stage in (self.detector, self.face_state):
+            if stage is not None:
+                stage.close()
+        if self.monitor is not None:
+            self.monitor.close()
         if self.speed is not None and hasattr(self.speed, "close"):
             self.speed.close()

@@ -17,8 +17,9 @@ Rules (alert type ← condition, all durations continuous unless said otherwise)
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from ims_runtime.driver_state import ActiveAlert, Distraction, PolicyState
 from ims_runtime.spec.schema import PolicySpec
 
 NS = 1_000_000_000
@@ -27,7 +28,7 @@ DISTRACTION_ALERTS = ("long_distraction", "vats_distraction", "addw_distraction"
 
 @dataclass(frozen=True)
 class PolicyInput:
-    """What the policy needs from one frame (built by :class:`ims_runtime.monitor.DriverMonitor`)."""
+    """What the policy needs from one frame (built by :class:`ims_runtime.pipeline.monitor.DriverMonitor`)."""
 
     face_present: bool
     #: None = the road zone could not be judged (no gaze, no head pose)
@@ -41,25 +42,15 @@ class PolicyInput:
     kss_equivalent: float | None = None
 
 
-@dataclass(frozen=True)
-class Alert:
-    type: str
-    #: 1 (visual) .. 3 (most insistent); rises with escalation_s while the condition lasts
-    level: int
-    since_ns: int
-
-    def to_dict(self) -> dict[str, object]:
-        return {"type": self.type, "level": self.level, "since_ns": self.since_ns}
+#: an active alert (type, level 1..3, since_ns): the contract's type, published as is
+Alert = ActiveAlert
 
 
 @dataclass(frozen=True)
-class PolicyOutput:
-    alerts: list[Alert]
-    #: ok | temporarily_unavailable | failed
-    availability: str
-    #: distraction fields of driver_state: state, eyes_off_road_s, vats_30s_s, on_road
-    distraction: dict[str, object] = field(default_factory=dict)
-    #: the speed the rules used (None = unknown) and whether it was known
+class PolicyOutput(PolicyState):
+    """The policy's decision (the contract's :class:`PolicyState`) and the speed the rules used."""
+
+    #: km/h, None = unknown or stale
     speed_kmh: float | None = None
 
 
@@ -216,9 +207,9 @@ class DriverPolicy:
             state = "unknown"
         else:
             state = "distracted" if self._glance_start_ns is not None else "attentive"
-        distraction = {"state": state, "on_road": inputs.on_road if usable else None,
-                       "eyes_off_road_s": round(glance_s, 3), "vats_30s_s": round(vats_s, 3)}
-        return PolicyOutput(alerts=alerts, availability=availability, distraction=distraction,
+        distraction = Distraction(state=state, on_road=inputs.on_road if usable else None,
+                                  eyes_off_road_s=round(glance_s, 3), vats_30s_s=round(vats_s, 3))
+        return PolicyOutput(distraction=distraction, alerts=tuple(alerts), availability=availability,
                             speed_kmh=speed_kmh)
 
     def _add_off_road(self, start_ns: int, end_ns: int) -> None:

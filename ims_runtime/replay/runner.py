@@ -72,10 +72,11 @@ def run_replay(pipeline: Pipeline, source: FrameSource, out_path: Path | None = 
                 delay = (frame.t_capture_ns - first_capture_ns) / 1e9 - (time.monotonic() - started)
                 if delay > 0:
                     time.sleep(delay)
-            message = pipeline.process(frame)
+            state = pipeline.process(frame)
+            message = messages.encode_driver_state(state)
             summary.frames += 1
-            summary.frames_with_face += bool(message["face"]["present"])
-            window.add(message["latency_ms"])
+            summary.frames_with_face += state.face.present
+            window.add(state.latency_ms)
             if handle is not None:
                 handle.write(messages.to_json(message) + "\n")
             if publisher is not None:

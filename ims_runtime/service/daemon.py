@@ -20,7 +20,8 @@ from typing import Any
 import structlog
 import zmq
 
-from ims_runtime.commands._common import build_pipeline
+from ims_runtime import messages
+from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.logs import RateLimited
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.pipeline.scheduler import FrameScheduler, ScheduledFrame
@@ -129,12 +130,12 @@ class Service:
     def _process(self, item: ScheduledFrame) -> None:
         assert self.pipeline and self.publisher and self.telemetry
         t_taken_ns = time.monotonic_ns()
-        message = self.pipeline.process(item.frame)
+        state = self.pipeline.process(item.frame)
         # capture-to-publish: from the capture thread getting the frame to the message leaving (queue included)
-        message["latency_ms"]["queue_wait"] = (t_taken_ns - item.t_grab_ns) / 1e6
-        message["latency_ms"]["capture_to_publish"] = (time.monotonic_ns() - item.t_grab_ns) / 1e6
-        self.publisher.publish("driver_state", message)
-        self.telemetry.frame_out(message["latency_ms"])
+        state = state.with_latency(queue_wait=(t_taken_ns - item.t_grab_ns) / 1e6,
+                                   capture_to_publish=(time.monotonic_ns() - item.t_grab_ns) / 1e6)
+        self.publisher.publish("driver_state", messages.encode_driver_state(state))
+        self.telemetry.frame_out(state.latency_ms)
         self.notifier.watchdog()  # only a frame that went all the way through feeds the watchdog
 
     def _idle(self) -> None:

@@ -230,8 +230,33 @@ class FatigueStageSpec(ModelStageSpec):
                                   "is held in between (fatigue changes over minutes)")
 
 
+class CameraCheckSpec(StrictModel):
+    """Camera-blocked detection from the frames themselves (a covered, black or saturated lens).
+
+    A frame *looks blocked* when no face was found and its grey image (sampled every ``stride_px`` pixels) has
+    almost no texture (standard deviation below ``max_std``) or is almost black or white (mean outside
+    ``min_mean``..``max_mean``). Measured on the shared footage: real scenes have a grey standard deviation of
+    38–51 and a hand over the lens (blurred, dark) 4–5; a dimmed but visible scene 10–13.
+    """
+
+    max_std: float = Field(8.0, ge=0, le=64, description="grey-level standard deviation (0..255 scale) below "
+                           "which a faceless frame has no usable texture")
+    min_mean: float = Field(10.0, ge=0, le=128, description="mean grey level below which a faceless frame is black")
+    max_mean: float = Field(245.0, ge=128, le=255, description="mean grey level above which a faceless frame is "
+                            "saturated")
+    blocked_after_s: float = Field(1.0, ge=0.1, le=30, description="frames must look blocked this long "
+                                   "(seconds) before camera_blocked is set; shorter dark spells (a hand passing) "
+                                   "are ignored")
+    clear_after_s: float = Field(0.5, ge=0.0, le=30, description="frames must look unblocked this long (seconds) "
+                                 "before camera_blocked clears")
+    stride_px: int = Field(8, ge=1, le=64, description="sample every n-th pixel in x and y (a 1280x720 frame → "
+                           "160x90 samples: enough for mean and texture, ~20 µs)")
+
+
 class StagesSpec(StrictModel):
     face_detector: DetectorSpec = Field(default_factory=DetectorSpec)
+    camera_check: CameraCheckSpec | None = Field(default_factory=CameraCheckSpec,
+                                                 description="camera-blocked detection; null = off")
     face_state: FaceStateSpec | None = Field(None, description="gaze / head pose / eyes on the driver's face; "
                                              "null = stage off")
     fatigue: FatigueStageSpec | None = Field(None, description="temporal fatigue stage; null = off")

@@ -14,8 +14,6 @@ import cv2
 import numpy as np
 import structlog
 
-from ims_runtime import catalog, errors
-from ims_runtime.backends import Backend, open_chain
 from ims_runtime.spec.schema import DetectorSpec, RegionSpec
 from ims_runtime.stages._retinaface_decode import (
     decode_boxes,
@@ -24,6 +22,7 @@ from ims_runtime.stages._retinaface_decode import (
     make_priors,
     nms,
 )
+from ims_runtime.stages.model import ModelContract, OpenedModel, open_model
 from ims_runtime.types import Detections, FaceDetection, Frame
 
 log = structlog.get_logger(__name__)
@@ -139,15 +138,17 @@ class FaceDetector:
 
     name = "face_detector"
 
-    def __init__(self, spec: DetectorSpec, backend: Backend, model_sha256: str, backend_skips: list | None = None):
+    #: RetinaFace's three heads; the output shapes are checked in :meth:`_check_shapes`
+    CONTRACT = ModelContract("retinaface", spec_field="stages.face_detector.model")
+
+    def __init__(self, spec: DetectorSpec, model: OpenedModel) -> None:
         self.spec = spec
-        self.backend = backend
-        self.model_sha256 = model_sha256
-        self.backend_skips = backend_skips or []
-        self._check_contract()
+        self.model = model
+        self.backend = model.backend
+        self._check_shapes()
         self.letterbox = Letterboxer(spec.input_size_px)
         self._priors = {spec.input_size_px: make_priors(*spec.input_size_px)}
-        self._input_name = backend.inputs[0].name
+        self._input_name = self.backend.inputs[0].name
         self.driver = DriverSelector(spec.driver_region, spec.min_face_height_px, spec.driver_switch_ratio)
         self.tracking = spec.tracking
         if self.tracking is not None:
@@ -170,30 +171,42 @@ class FaceDetector:
 
     @classmethod
     def from_spec(cls, spec: DetectorSpec, spec_dir: Path | None = None) -> FaceDetector:
-        path = catalog.resolve(spec.model, spec_dir)
-        sha = catalog.check_sha256(path, spec.sha256)
-        opened = open_chain(path, list(spec.backends), cls.name)
-        return cls(spec, opened.backend, sha, opened.skipped)
+        model = open_model(spec.model, spec.sha256, list(spec.backends), cls.name, cls.CONTRACT, spec_dir)
+        try:
+            return cls(spec, model)
+        except BaseException:
+            model.backend.close()
+            raise
 
-    def _check_contract(self) -> None:
+    @property
+    def model_sha256(self) -> str:
+        return self.model.sha256
+
+    @property
+    def backend_skips(self) -> list[dict[str, object]]:
+        return self.model.backend_skips
+
+    def _check_shapes(self) -> None:
         """Fail at load, not at the first frame, if the model is not a RetinaFace the stage can decode."""
         outs = self.backend.outputs
-        family = self.backend.metadata.get("ims.model_family")
-        static = self.backend.inputs[0].shape[2:]
-        is_static = all(isinstance(d, int) for d in static)
+        fixed = self.model.facts.input_wh_px
         problem = None
-        if family not in (None, "retinaface"):
-            problem = f"model family is {family!r}, expected 'retinaface'"
-        elif len(outs) != 3 or [o.shape[-1] for o in outs] != [4, 2, 10]:
+        if len(outs) != 3 or [o.shape[-1] for o in outs] != [4, 2, 10]:
             problem = f"outputs {[(o.name, o.shape) for o in outs]} are not RetinaFace's loc/conf/landms"
-        elif is_static and tuple(static) != tuple(reversed(self.spec.input_size_px)):
-            problem = (f"the model's input is fixed at {static[1]}x{static[0]} px but the spec asks for "
+        elif fixed is not None and fixed != tuple(self.spec.input_size_px):
+            problem = (f"the model's input is fixed at {fixed[0]}x{fixed[1]} px but the spec asks for "
                        f"input_size_px {list(self.spec.input_size_px)}")
-        elif is_static and self.spec.tracking is not None:
+        elif fixed is not None and self.spec.tracking is not None:
             problem = "tracking runs the detector on a second input size and needs a dynamic-size model"
         if problem:
-            raise errors.IMSError(errors.MODEL_CONTRACT, f"{self.backend.model_path}: {problem}",
-                                  "point stages.face_detector.model at a RetinaFace export of the right size")
+            raise self.model.contract_error(problem, self.CONTRACT.spec_field)
+        mean = self.model.facts.input_mean_bgr
+        if mean is not None and not np.allclose(mean, MEAN_BGR) or self.model.facts.input_scale not in (None, 1.0):
+            # the letterbox pads with the mean colour and feeds uint8-minus-mean: other normalisations would need
+            # another preprocessing path, so refuse them rather than feed the network the wrong numbers
+            raise self.model.contract_error(f"input normalisation mean {mean}, scale {self.model.facts.input_scale}"
+                                            f" differs from RetinaFace's mean {MEAN_BGR.tolist()}, scale 1",
+                                            self.CONTRACT.spec_field)
 
     def warmup(self, runs: int = 3) -> None:
         sizes = [self.spec.input_size_px] + ([self.roi_letterbox.input_wh_px] if self.tracking else [])

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ims_runtime import catalog, errors
-from ims_runtime.backends import Backend, open_chain
-from ims_runtime.policy.road_zone import on_road
+from ims_runtime.driver_state import FaceState
+from ims_runtime.policy.road_zone import in_road_zone
 from ims_runtime.spec.schema import FaceStateSpec, RoadZoneSpec
 from ims_runtime.stages.alignment import align_face, crop_to_image_angles
-from ims_runtime.temporal.signals import FrameSignals
+from ims_runtime.stages.model import ModelContract, OpenedModel, open_model
 from ims_runtime.types import FaceDetection, Frame
 
 #: output names of the network, in the order the stage reads them (see toolchain/face_state/model.py)
@@ -35,47 +34,6 @@ class CropPrediction:
     eye_open_left_right: tuple[float, float]
     mouth_open: float
     confidence: float
-
-
-@dataclass(frozen=True)
-class FaceState:
-    """Everything the stage says about one face in one frame (image frame, project angle conventions)."""
-
-    gaze_pitch_rad: float
-    gaze_yaw_rad: float
-    on_road: bool
-    head_yaw_deg: float
-    head_pitch_deg: float
-    head_roll_deg: float
-    left_eye_open: float
-    right_eye_open: float
-    eyes_closed: bool
-    mouth_open: float
-    confidence: float
-    reliable: bool
-
-    def to_message(self) -> dict[str, object]:
-        """The ``gaze``, ``head_pose``, ``eyes``, ``mouth`` and ``face_state`` parts of a driver_state message."""
-        return {
-            "gaze": {"pitch_rad": round(self.gaze_pitch_rad, 4), "yaw_rad": round(self.gaze_yaw_rad, 4),
-                     "on_road": self.on_road},
-            "head_pose": {"yaw_deg": round(self.head_yaw_deg, 2), "pitch_deg": round(self.head_pitch_deg, 2),
-                          "roll_deg": round(self.head_roll_deg, 2)},
-            "eyes": {"left_open": round(self.left_eye_open, 3), "right_open": round(self.right_eye_open, 3),
-                     "closed": self.eyes_closed},
-            "mouth": {"open": round(self.mouth_open, 3)},
-            "face_state": {"confidence": round(self.confidence, 3), "reliable": self.reliable},
-        }
-
-    def to_signals(self) -> dict[str, object]:
-        """The :class:`ims_runtime.temporal.signals.FrameSignals` fields this state provides. An unreliable state
-        (low network confidence) provides none, so the temporal stage sees missing data rather than bad data."""
-        if not self.reliable:
-            return {}
-        # on_road is left to the policy: it decides from the same gaze with the same zone
-        return {"gaze_pitch_rad": self.gaze_pitch_rad, "gaze_yaw_rad": self.gaze_yaw_rad,
-                "head_yaw_deg": self.head_yaw_deg, "head_pitch_deg": self.head_pitch_deg,
-                "left_open": self.left_eye_open, "right_open": self.right_eye_open, "mouth_open": self.mouth_open}
 
 
 class EyeClosure:
@@ -107,34 +65,32 @@ class EyeClosure:
 class FaceStateModel:
     """The network behind a backend: aligned crop in, :class:`CropPrediction` out."""
 
-    def __init__(self, backend: Backend, crop_size_px: int) -> None:
-        self.backend = backend
+    #: what the stage needs from the model (checked at load by :func:`open_model`)
+    CONTRACT = ModelContract("face_state", OUTPUT_NAMES, "stages.face_state.model")
+    #: the normalisation the project's exports declare; used when a model carries no ``ims.input_*`` facts
+    DEFAULT_MEAN, DEFAULT_SCALE = 127.5, 1 / 127.5
+
+    def __init__(self, model: OpenedModel, crop_size_px: int) -> None:
+        self.model = model
+        self.backend = model.backend
         self.crop_size_px = crop_size_px
-        self._check_contract()
-        self._input_name = backend.inputs[0].name
-        names = [o.name for o in backend.outputs]
+        fixed = model.facts.input_wh_px
+        if fixed is not None and fixed != (crop_size_px, crop_size_px):
+            raise model.contract_error(f"the model's input is {fixed[0]}x{fixed[1]} px but crop_size_px is "
+                                       f"{crop_size_px}", "stages.face_state.model")
+        self._input_name = self.backend.inputs[0].name
+        names = [o.name for o in self.backend.outputs]
         self._order = [names.index(n) for n in OUTPUT_NAMES]
+        mean = model.facts.input_mean_bgr or (self.DEFAULT_MEAN,) * 3
+        self._mean = np.asarray(mean, np.float32)[:, None, None]
+        self._scale = np.float32(model.facts.input_scale or self.DEFAULT_SCALE)
         self._tensor = np.empty((1, 3, crop_size_px, crop_size_px), np.float32)
 
-    def _check_contract(self) -> None:
-        problem = None
-        names = {o.name for o in self.backend.outputs}
-        family = self.backend.metadata.get("ims.model_family")
-        shape = self.backend.inputs[0].shape
-        if family not in (None, "face_state"):
-            problem = f"model family is {family!r}, expected 'face_state'"
-        elif not set(OUTPUT_NAMES) <= names:
-            problem = f"outputs {sorted(names)} lack {sorted(set(OUTPUT_NAMES) - names)}"
-        elif all(isinstance(d, int) for d in shape[2:]) and tuple(shape[2:]) != (self.crop_size_px,) * 2:
-            problem = f"the model's input is {shape[2]}x{shape[3]} px but crop_size_px is {self.crop_size_px}"
-        if problem:
-            raise errors.IMSError(errors.MODEL_CONTRACT, f"{self.backend.model_path}: {problem}",
-                                  "point stages.face_state.model at a face-state export of the right size")
-
     def preprocess(self, crop_bgr: np.ndarray) -> np.ndarray:
-        """(S, S, 3) uint8 BGR → the reused (1, 3, S, S) float32 input, ``(pixel - 127.5) / 127.5``."""
-        np.subtract(crop_bgr.transpose(2, 0, 1), 127.5, out=self._tensor[0], casting="unsafe")
-        self._tensor *= 1 / 127.5
+        """(S, S, 3) uint8 BGR → the reused (1, 3, S, S) float32 input, ``(pixel - mean) * scale`` (the model's
+        own ``ims.input_normalisation``: ``(pixel - 127.5) / 127.5`` for the project's exports)."""
+        np.subtract(crop_bgr.transpose(2, 0, 1), self._mean, out=self._tensor[0], casting="unsafe")
+        self._tensor *= self._scale
         return self._tensor
 
     def predict(self, crop_bgr: np.ndarray) -> CropPrediction:
@@ -152,23 +108,27 @@ class FaceStateStage:
 
     name = "face_state"
 
-    def __init__(self, spec: FaceStateSpec, backend: Backend, model_sha256: str,
-                 backend_skips: list | None = None, road_zone: RoadZoneSpec | None = None) -> None:
+    def __init__(self, spec: FaceStateSpec, model: OpenedModel, road_zone: RoadZoneSpec | None = None) -> None:
         self.spec = spec
         self.road_zone = road_zone or RoadZoneSpec()
-        self.model = FaceStateModel(backend, spec.crop_size_px)
-        self.model_sha256 = model_sha256
-        self.backend_skips = backend_skips or []
+        self.model = FaceStateModel(model, spec.crop_size_px)
         self.eyes = EyeClosure(spec.eye_closed_below, spec.eye_open_above)
 
     @classmethod
     def from_spec(cls, spec: FaceStateSpec, spec_dir: Path | None = None,
                   road_zone: RoadZoneSpec | None = None) -> FaceStateStage:
         """``road_zone``: the spec's ``policy.road_zone`` (default zone when the policy is off)."""
-        path = catalog.resolve(spec.model, spec_dir)
-        sha = catalog.check_sha256(path, spec.sha256)
-        opened = open_chain(path, list(spec.backends), cls.name)
-        return cls(spec, opened.backend, sha, opened.skipped, road_zone)
+        model = open_model(spec.model, spec.sha256, list(spec.backends), cls.name, FaceStateModel.CONTRACT,
+                           spec_dir)
+        try:
+            return cls(spec, model, road_zone)
+        except BaseException:
+            model.backend.close()
+            raise
+
+    @property
+    def backend_skips(self) -> list[dict[str, object]]:
+        return self.model.model.backend_skips
 
     def warmup(self, runs: int = 3) -> None:
         s = self.spec.crop_size_px
@@ -187,16 +147,15 @@ class FaceStateStage:
         (g_pitch, g_yaw), (h_yaw, h_pitch, h_roll) = crop_to_image_angles(
             pred.gaze_pitch_yaw_rad, pred.head_yaw_pitch_roll_deg, aligned.roll_deg)
         left, right = pred.eye_open_left_right
-        road = bool(on_road(FrameSignals(t_ns=frame.t_capture_ns, face_present=True, gaze_pitch_rad=g_pitch,
-                                         gaze_yaw_rad=g_yaw, head_yaw_deg=h_yaw, head_pitch_deg=h_pitch),
-                            self.road_zone))
-        return FaceState(gaze_pitch_rad=g_pitch, gaze_yaw_rad=g_yaw, on_road=road, head_yaw_deg=h_yaw,
-                         head_pitch_deg=h_pitch, head_roll_deg=h_roll, left_eye_open=left, right_eye_open=right,
-                         eyes_closed=self.eyes.update(left, right), mouth_open=pred.mouth_open,
-                         confidence=pred.confidence, reliable=pred.confidence >= self.spec.min_confidence)
+        return FaceState(gaze_pitch_rad=g_pitch, gaze_yaw_rad=g_yaw,
+                         on_road=in_road_zone(self.road_zone, g_pitch, g_yaw, h_yaw, h_pitch),
+                         head_yaw_deg=h_yaw, head_pitch_deg=h_pitch, head_roll_deg=h_roll,
+                         left_eye_open=left, right_eye_open=right, eyes_closed=self.eyes.update(left, right),
+                         mouth_open=pred.mouth_open, confidence=pred.confidence,
+                         reliable=pred.confidence >= self.spec.min_confidence)
 
     def describe(self) -> dict[str, object]:
-        return {**self.model.backend.describe(), "precision": self.spec.precision, "sha256": self.model_sha256,
+        return {**self.model.backend.describe(), "precision": self.spec.precision, "sha256": self.model.model.sha256,
                 "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
 
     def close(self) -> None:

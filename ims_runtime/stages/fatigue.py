@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ims_runtime import catalog, errors
-from ims_runtime.backends import Backend, open_chain
+from ims_runtime.driver_state import FatigueState
 from ims_runtime.spec.schema import FatigueStageSpec
-from ims_runtime.temporal.features import FatigueFeatures
+from ims_runtime.stages.model import ModelContract, OpenedModel, open_model
+from ims_runtime.temporal.features import FatigueFeatures, TemporalFeatures
 
 LEVELS = ("alert", "drowsy", "severe")
 #: KSS-equivalent boundaries between the levels: drowsy ≈ KSS 7, severe ≈ KSS ≥ 8 (DDAW's must-warn level)
@@ -69,33 +69,39 @@ class ModelEstimate:
 class FatigueClassifier:
     """The ONNX fatigue network behind a backend chain. Checks that the model's window matches the spec's."""
 
-    def __init__(self, backend: Backend, window_s: float, bin_s: float) -> None:
-        self.backend = backend
+    CONTRACT = ModelContract("fatigue_tcn", ("kss", "level_logits"), "stages.fatigue.model")
+
+    def __init__(self, model: OpenedModel, window_s: float, bin_s: float) -> None:
+        self.model = model
+        self.backend = model.backend
         self.n_bins = round(window_s / bin_s)
-        meta = backend.metadata
+        meta = self.backend.metadata
         for key, want in (("ims.window_s", window_s), ("ims.bin_s", bin_s)):
             if key in meta and abs(float(meta[key]) - want) > 1e-9:
-                raise errors.IMSError(errors.MODEL_CONTRACT,
-                                      f"{backend.model_path.name} was trained with {key}={meta[key]}, "
-                                      f"the spec says {want}", "use the spec's window that the model was "
-                                      "trained with, or retrain (`ims-opt train fatigue`)")
-        self._input_name = backend.inputs[0].name
-        names = [o.name for o in backend.outputs]
-        if names[:2] != ["kss", "level_logits"]:
-            raise errors.IMSError(errors.MODEL_CONTRACT, f"fatigue model outputs {names}, expected "
-                                  "['kss', 'level_logits']", "export it with `ims-opt train fatigue`")
+                raise model.contract_error(f"trained with {key}={meta[key]}, the spec says {want}: use the spec's "
+                                           "window the model was trained with, or retrain (`ims-opt train "
+                                           "fatigue`)", self.CONTRACT.spec_field)
+        self._input_name = self.backend.inputs[0].name
+        names = [o.name for o in self.backend.outputs]
+        self._kss, self._logits = names.index("kss"), names.index("level_logits")
 
     @classmethod
     def from_spec(cls, spec: FatigueStageSpec, spec_dir: Path | None = None) -> FatigueClassifier:
-        path = catalog.resolve(spec.model, spec_dir)
-        catalog.check_sha256(path, spec.sha256)
-        opened = open_chain(path, list(spec.backends), stage="fatigue")
-        return cls(opened.backend, spec.window.window_s, spec.window.bin_s)
+        model = open_model(spec.model, spec.sha256, list(spec.backends), "fatigue", cls.CONTRACT, spec_dir)
+        try:
+            return cls(model, spec.window.window_s, spec.window.bin_s)
+        except BaseException:
+            model.backend.close()
+            raise
+
+    def warmup(self, runs: int = 3) -> None:
+        self.backend.warmup({self._input_name: np.zeros((1, 3, self.n_bins), np.float32)}, runs)
 
     def estimate(self, eye_bins: np.ndarray, valid: np.ndarray) -> ModelEstimate:
         if eye_bins.shape[0] != self.n_bins:
             raise ValueError(f"expected {self.n_bins} bins, got {eye_bins.shape[0]}")
-        kss, logits = self.backend.run({self._input_name: classifier_input(eye_bins, valid)})[:2]
+        outs = self.backend.run({self._input_name: classifier_input(eye_bins, valid)})
+        kss, logits = outs[self._kss], outs[self._logits]
         z = logits[0].astype(np.float64)
         probs = np.exp(z - z.max())
         probs /= probs.sum()
@@ -103,3 +109,64 @@ class FatigueClassifier:
 
     def close(self) -> None:
         self.backend.close()
+
+
+class FatigueStage:
+    """The pipeline's fatigue stage: the temporal window's features → :class:`FatigueState`.
+
+    The network (``estimator: model``) runs every ``run_interval_s`` (its input is a 60 s window, so running it on
+    every frame would change nothing between runs); the rule-based estimate is computed on every frame beside it.
+    """
+
+    name = "fatigue"
+
+    def __init__(self, spec: FatigueStageSpec, classifier: FatigueClassifier | None) -> None:
+        self.spec = spec
+        self.classifier = classifier
+        self._model: ModelEstimate | None = None
+        self._next_run_ns: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec: FatigueStageSpec, spec_dir: Path | None = None) -> FatigueStage:
+        classifier = FatigueClassifier.from_spec(spec, spec_dir) if spec.estimator == "model" else None
+        return cls(spec, classifier)
+
+    @property
+    def backend_skips(self) -> list[dict[str, object]]:
+        return self.classifier.model.backend_skips if self.classifier is not None else []
+
+    def warmup(self, runs: int = 3) -> None:
+        if self.classifier is not None:
+            self.classifier.warmup(runs)
+
+    def reset(self) -> None:
+        self._model = None
+        self._next_run_ns = None
+
+    def process(self, t_ns: int, features: FatigueFeatures, temporal: TemporalFeatures) -> FatigueState:
+        """The estimate at ``t_ns`` from this frame's ``features`` (the network reads ``temporal``'s eye window)."""
+        rules_kss = rule_based_kss(features)
+        if self.classifier is not None and (self._next_run_ns is None or t_ns >= self._next_run_ns):
+            enough = features.perclos is not None
+            self._model = self.classifier.estimate(*temporal.eye_window(t_ns)) if enough else None
+            self._next_run_ns = t_ns + int(self.spec.run_interval_s * 1e9)
+        if self.classifier is not None:
+            kss, source = (self._model.kss_equivalent if self._model else None), "model"
+        else:
+            kss, source = rules_kss, "rules"
+        # the network's regression head is not bounded: clip to the scale so the contract's range holds
+        kss = None if kss is None else min(9.0, max(1.0, kss))
+        return FatigueState(valid=kss is not None, level=level_for_kss(kss) if kss is not None else "unknown",
+                            kss_equivalent=kss, source=source, rules_kss_equivalent=rules_kss,
+                            level_probs=self._model.level_probs if self._model is not None else None,
+                            features=features)
+
+    def describe(self) -> dict[str, object]:
+        if self.classifier is None:
+            return {"backend": None, "estimator": "rules", "precision": None}
+        return {**self.classifier.backend.describe(), "precision": self.spec.precision,
+                "sha256": self.classifier.model.sha256, "fallbacks": self.backend_skips}
+
+    def close(self) -> None:
+        if self.classifier is not None:
+            self.classifier.close()

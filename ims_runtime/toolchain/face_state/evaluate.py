@@ -17,6 +17,7 @@ from ims_runtime.backends import open_chain
 from ims_runtime.backends.ort_cpu import OrtCpuConfig
 from ims_runtime.stages.alignment import crop_to_image_angles
 from ims_runtime.stages.face_state import FaceStateModel
+from ims_runtime.stages.model import OpenedModel
 from ims_runtime.toolchain.face_state.dataset import LabelledFaces
 
 
@@ -34,7 +35,7 @@ def angular_error_deg(pred_pitch_yaw: np.ndarray, true_pitch_yaw: np.ndarray) ->
 def predict(model_path: Path, faces: LabelledFaces, crop_size_px: int, margin_px: int) -> np.ndarray:
     """(N, 9) predictions in the image frame, the teacher label layout (openness instead of aspect ratios)."""
     opened = open_chain(model_path, [OrtCpuConfig(type="ort_cpu", threads=1)], "face_state")
-    model = FaceStateModel(opened.backend, crop_size_px)
+    model = FaceStateModel(OpenedModel.from_backend(opened.backend), crop_size_px)
     out = np.empty((len(faces.crops), 9), np.float32)
     s, m = crop_size_px, margin_px
     for i, wide in enumerate(faces.crops):

@@ -56,9 +56,10 @@ def crops_to_tensors(model: Path, wide_crops: np.ndarray, crop_size_px: int, mar
     from ims_runtime.backends import open_chain
     from ims_runtime.backends.ort_cpu import OrtCpuConfig
     from ims_runtime.stages.face_state import FaceStateModel
+    from ims_runtime.stages.model import OpenedModel
 
     opened = open_chain(model, [OrtCpuConfig(type="ort_cpu", threads=1)], "face_state")
-    stage_model = FaceStateModel(opened.backend, crop_size_px)
+    stage_model = FaceStateModel(OpenedModel.from_backend(opened.backend), crop_size_px)
     s, m = crop_size_px, margin_px
     out = np.stack([stage_model.preprocess(np.ascontiguousarray(c[m:m + s, m:m + s]))[0].copy() for c in wide_crops])
     opened.backend.close()
