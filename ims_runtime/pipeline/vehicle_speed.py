@@ -161,9 +161,12 @@ class SpeedSubscriber:
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.RCVHWM, 1000)
-        # a message longer than this is not a speed message: ZeroMQ drops the peer instead of buffering it
-        self._socket.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
+        # only the newest message matters and the frame loop drains the socket every frame: 100 queued messages
+        # are seconds of a gateway's output. With MAXMSGSIZE this bounds what a broken or hostile gateway can make
+        # us buffer (100 × 256 KiB); a message over 64 KiB is rejected unparsed, one over 256 KiB makes ZeroMQ drop
+        # the connection (it reconnects), so the limit is well above what the length check rejects
+        self._socket.setsockopt(zmq.RCVHWM, 100)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, 256 * 1024)
         self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         try:
             self._socket.connect(endpoint)
