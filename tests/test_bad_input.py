@@ -364,6 +364,18 @@ def test_case09_an_empty_or_negative_ground_truth_is_an_error_not_ap_zero(tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("what", ["signals", "speed"])
+def test_case09_an_empty_signals_or_speed_file_is_an_error_not_an_empty_result(tmp_path, what):
+    signals = _signals(tmp_path / "s.jsonl", [] if what == "signals" else _attentive(3))
+    speed = tmp_path / "speed.csv"
+    speed.write_text("t_ns,speed_kmh\n" + ("0,50\n" if what == "signals" else ""))
+    out = tmp_path / "out.jsonl"
+    line = assert_coded(cli("policy-replay", str(signals), "--speed-file", str(speed), "--out", str(out)),
+                        "SOURCE_UNREADABLE", 5)
+    assert ("no signal lines" if what == "signals" else "holds no sample") in line
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------------------------- case 10: messages
 
 

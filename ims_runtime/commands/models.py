@@ -34,6 +34,9 @@ def _needed(spec_paths: list[Path]) -> dict[str, list[str]]:
         except SpecError as exc:
             print(f"skipping {path}: {exc.problems[0]}", file=sys.stderr)
             continue
+        except errors.IMSError as exc:  # missing, a directory, unreadable, not UTF-8
+            print(f"skipping {path}: {exc.message}", file=sys.stderr)
+            continue
         for _, stage in spec.stages:
             model = getattr(stage, "model", None)
             if model:

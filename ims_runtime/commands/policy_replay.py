@@ -82,6 +82,9 @@ def replay(signals: Path, out: TextIO, spec: Spec, spec_dir: Path | None = None,
             written += 1
     finally:
         monitor.close()
+    if written == 0:  # an empty replay is not a result (and must not leave an empty --out behind)
+        raise errors.IMSError(errors.SOURCE_UNREADABLE, f"{signals}: no signal lines",
+                              "see `ims-runtime policy-replay --help` for the line format")
     return written
 
 

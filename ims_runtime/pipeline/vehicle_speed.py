@@ -77,6 +77,9 @@ class SpeedSeries:
                                         hint='lines are {"t_ns": ..., "speed_kmh": ...} or t_ns,speed_kmh') \
                     from exc
             samples.append((sample.t_ns, sample.speed_kmh))
+        if not samples:  # the speed would be unknown throughout: almost certainly the wrong file
+            raise errors.IMSError(errors.SOURCE_UNREADABLE, f"{path}: the speed file holds no sample",
+                                  'lines are {"t_ns": ..., "speed_kmh": ...} or t_ns,speed_kmh')
         return cls(samples, stale_after_s)
 
     def speed_at(self, t_ns: int) -> float | None:
