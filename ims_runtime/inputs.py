@@ -225,3 +225,25 @@ def cli_number(min_value: float | None = None, max_value: float | None = None,
 
     parse.__name__ = "integer" if integer else "number"  # argparse names the type in its messages
     return parse
+
+
+def cli_list(item: Callable[[str], Any], separator: str = ",") -> Callable[[str], list[Any]]:
+    """An ``argparse`` ``type=`` for a comma-separated list whose items ``item`` parses (blank items skipped);
+    a bad item is a usage error naming it."""
+    def parse(text: str) -> list[Any]:
+        return [item(part.strip()) for part in text.split(separator) if part.strip()]
+
+    parse.__name__ = "list"
+    return parse
+
+
+def cli_size_px(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` in pixels, each 32..4096 (an ``argparse`` type)."""
+    width, sep, height = text.lower().partition("x")
+    try:
+        size = (int(width), int(height)) if sep else None
+    except ValueError:
+        size = None
+    if size is None or not all(32 <= v <= 4096 for v in size):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels (32..4096 each), got {text!r}")
+    return size
