@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import zmq
 from conftest import REPO, cli
 
 from ims_runtime import errors
@@ -59,11 +58,9 @@ def assert_usage_error(result: subprocess.CompletedProcess, option: str) -> None
 
 
 @pytest.fixture
-def gateway(tmp_path):
-    endpoint = f"ipc://{tmp_path}/vehicle.sock"
-    pub = zmq.Context.instance().socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(endpoint)
+def gateway(vehicle_gateway):
+    """The gateway's PUB and a SpeedSubscriber that has already read one valid message (1 km/h)."""
+    endpoint, pub = vehicle_gateway
     sub = SpeedSubscriber(endpoint, "vehicle", stale_after_s=1.0)
     # wait for the subscription (slow joiner): valid messages until one is read
     deadline = time.monotonic() + 5
@@ -73,7 +70,6 @@ def gateway(tmp_path):
     assert sub.speed_at(time.monotonic_ns()) == 1.0
     yield pub, sub
     sub.close()
-    pub.close(linger=0)
 
 
 def _send(pub, body: bytes | str) -> None:

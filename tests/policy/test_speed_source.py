@@ -15,13 +15,8 @@ NS = 1_000_000_000
 
 
 @pytest.fixture
-def gateway(tmp_path):
-    endpoint = f"ipc://{tmp_path}/vehicle.sock"
-    socket = zmq.Context.instance().socket(zmq.PUB)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.bind(endpoint)
-    yield endpoint, socket
-    socket.close(linger=0)
+def gateway(vehicle_gateway):
+    return vehicle_gateway
 
 
 def _speed(speed_kmh, t_ns, topic=b"vehicle"):
