@@ -429,3 +429,24 @@ def test_case11_the_queued_notifications_arrive_in_order(tmp_path, monkeypatch):
         assert reader.recv(4096).decode() == "READY=1\nSTATUS=running Fahrer→1"
     finally:
         reader.close()
+
+
+# ------------------------------------------------------------------------------------------- beyond the list
+
+
+def test_a_spec_nested_thousands_deep_is_a_coded_error_not_a_recursion_error(tmp_path):
+    spec = tmp_path / "deep.yaml"
+    spec.write_text("name: x\nstages: " + "[" * 50000 + "]" * 50000 + "\n")
+    result = cli("validate", str(spec))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1000:]
+    assert "[SPEC_YAML_SYNTAX]" in result.stderr and "nested too deeply" in result.stderr
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback(tmp_path):
+    signals = _signals(tmp_path / "s.jsonl", _attentive(20000))
+    proc = subprocess.Popen([sys.executable, "-m", "ims_runtime.cli", "policy-replay", str(signals)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b'{"t_ns":0')
+    proc.stdout.close()  # like `| head -1`
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 128 + signal.SIGPIPE and "Traceback" not in stderr, stderr[-1000:]

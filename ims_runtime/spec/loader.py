@@ -121,6 +121,8 @@ def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
             raise SpecError(errors.SPEC_INVALID, "--set", [SpecProblem(item, 0, "expected dotted.path=value")])
         try:
             value = yaml.safe_load(text) if text.strip() else None
+        except RecursionError:
+            raise SpecError(errors.SPEC_INVALID, "--set", [SpecProblem(key, 0, "value nested too deeply")]) from None
         except yaml.YAMLError as exc:  # not YAML, or a tag the safe loader refuses (!!python/object, !custom)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise SpecError(errors.SPEC_INVALID, "--set", [SpecProblem(
@@ -145,6 +147,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpe
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(errors.SPEC_YAML_SYNTAX, path, [SpecProblem("(yaml)", line, f"YAML syntax: {problem}")]) \
             from exc
+    except RecursionError:  # "[[[[…" thousands deep: the parser recurses per level
+        raise SpecError(errors.SPEC_YAML_SYNTAX, path, [SpecProblem("(yaml)", None, "nested too deeply to be a "
+                                                                    "spec")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
