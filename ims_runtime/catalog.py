@@ -120,7 +120,8 @@ def resolve(ref: str, spec_dir: Path | None = None) -> Path:
         return found
     searched = ", ".join(str(p) for p in paths.model_search_path())
     if artefact and artefact.build_command:
-        hint = f"build it with `{' '.join(artefact.build_command)}` (or `ims-runtime models build`)"
+        hint = (f"build it with `ims-runtime models build` (runs `{' '.join(artefact.build_command)}`; needs the "
+                "toolchain extra), or point IMS_CACHE_DIR at the folder that holds it")
     else:
         hint = "put it on IMS_MODEL_PATH or fix the spec's model name"
     raise errors.IMSError(errors.MODEL_NOT_FOUND, f"model {ref!r} not found in {searched}", hint)

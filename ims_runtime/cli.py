@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "ims_runtime.commands.validate",
     "ims_runtime.commands.models",
     "ims_runtime.commands.replay",
+    "ims_runtime.commands.report",
+    "ims_runtime.commands.fleet_replay",
     "ims_runtime.commands.policy_replay",
     "ims_runtime.commands.serve",
     "ims_runtime.commands.listen",

@@ -20,6 +20,7 @@ class ErrorKind(str, Enum):
     SOURCE = "source"
     PUBLISH = "publish"
     OUTPUT = "output"
+    ENVIRONMENT = "environment"
     INTERNAL = "internal"
 
 
@@ -32,7 +33,8 @@ class ErrorCode:
 
 
 # Exit codes: 2 = the spec (or command line) is wrong, 3 = a model artefact, 4 = a backend,
-# 5 = the frame source, 6 = the publisher, 7 = an output file. 1 is left for unexpected failures.
+# 5 = the frame source, 6 = the publisher, 7 = an output file, 8 = the environment (an optional extra not installed, a
+# Ray cluster not reachable). 1 is left for unexpected failures (and `fleet-replay`'s regression gate).
 SPEC_NOT_FOUND = ErrorCode("SPEC_NOT_FOUND", ErrorKind.SPEC, False, 2)
 #: the spec path is a directory, not readable (permissions) or not UTF-8 text
 SPEC_UNREADABLE = ErrorCode("SPEC_UNREADABLE", ErrorKind.SPEC, False, 2)
@@ -55,6 +57,8 @@ PUBLISH_ENDPOINT_IN_USE = ErrorCode("PUBLISH_ENDPOINT_IN_USE", ErrorKind.PUBLISH
 PUBLISH_ENDPOINT_INVALID = ErrorCode("PUBLISH_ENDPOINT_INVALID", ErrorKind.PUBLISH, False, 6)
 PUBLISH_KEYS = ErrorCode("PUBLISH_KEYS", ErrorKind.PUBLISH, False, 6)
 OUTPUT_UNWRITABLE = ErrorCode("OUTPUT_UNWRITABLE", ErrorKind.OUTPUT, False, 7)
+EXTRA_NOT_INSTALLED = ErrorCode("EXTRA_NOT_INSTALLED", ErrorKind.ENVIRONMENT, False, 8)
+CLUSTER_UNREACHABLE = ErrorCode("CLUSTER_UNREACHABLE", ErrorKind.ENVIRONMENT, True, 8)
 
 
 class IMSError(Exception):

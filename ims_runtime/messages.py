@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ims_runtime.driver_state import (
+from ims_runtime.contract import (
     ActiveAlert,
     Distraction,
     DriverState,
@@ -23,6 +23,7 @@ from ims_runtime.driver_state import (
     FatigueState,
     PolicyState,
     StageBackend,
+    Telemetry,
 )
 from ims_runtime.temporal.features import FatigueFeatures
 
@@ -230,3 +231,15 @@ def decode_driver_state(message: dict[str, Any]) -> DriverState:
         latency_ms={k: float(v) for k, v in message["latency_ms"].items() if v is not None},
         stage_backends={k: StageBackend(v["backend"], v["precision"])
                         for k, v in message["stage_backends"].items()})
+
+
+def encode_telemetry(telemetry: Telemetry) -> dict[str, Any]:
+    """The ``telemetry`` message (docs/messages.md) for ``telemetry``: the only place that builds it. Service-only
+    parts are left out when None (``budget`` is always present: null means no budget in the spec)."""
+    message: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    for f in fields(Telemetry):
+        value = getattr(telemetry, f.name)
+        if f.name in ("state", "spec_sha256", "reload", "scheduler") and value is None:
+            continue
+        message[f.name] = value
+    return message

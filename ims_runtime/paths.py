@@ -2,7 +2,7 @@
 
 * ``IMS_MODEL_PATH`` — a ``:``-separated search path of *input* folders (CI puts ``../shared/models`` on it).
 * ``IMS_CACHE_DIR`` — where built artefacts (exported / quantised ONNX, QNN context binaries, TensorRT plans)
-  are written; default ``~/.cache/ims-runtime``.
+  are written; default ``$XDG_CACHE_HOME/ims-runtime`` (``~/.cache/ims-runtime``) for everyone.
 * the project's own ``models/`` folder (weights the project trains itself), found next to the package in a
   source checkout or through ``IMS_PROJECT_MODELS``.
 """
@@ -17,8 +17,12 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
 def cache_dir() -> Path:
-    path = Path(os.environ.get("IMS_CACHE_DIR") or Path.home() / ".cache" / "ims-runtime").expanduser()
-    return path
+    """``IMS_CACHE_DIR``, else ``$XDG_CACHE_HOME/ims-runtime`` (``~/.cache/ims-runtime``): the same default for
+    the scripts, every command and the tests, so what ``scripts/run-demo.sh`` builds ``ims-runtime models`` finds."""
+    env = os.environ.get("IMS_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "ims-runtime"
 
 
 def project_models_dir() -> Path | None:

@@ -14,6 +14,7 @@ same size as the CPU INT8 model's own. What must agree is the detection result:
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,11 +86,11 @@ def int8_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     from ims_runtime.toolchain.export import export_retinaface
     from ims_runtime.toolchain.quantize import quantize_qnn
-    from ims_runtime.toolchain.quantize_qnn import CALIBRATION_CLIPS, retinaface_tensors
+    from ims_runtime.toolchain.quantize_qnn import CALIBRATION_CLIPS, qnn_calibration_tensors
 
     folder = tmp_path_factory.mktemp("qnn_model")
     float_path = export_retinaface(weights, folder / "rf_fp32.onnx", INPUT_WH)
-    tensors = retinaface_tensors([shared("data", "videos", c) for c in CALIBRATION_CLIPS], INPUT_WH)
+    tensors = qnn_calibration_tensors([shared("data", "videos", c) for c in CALIBRATION_CLIPS], INPUT_WH)
     return quantize_qnn(float_path, folder / "retinaface_mnet025_int8_qnn_320x192.onnx", tensors)
 
 
@@ -193,6 +194,39 @@ def test_context_cache_round_trip_and_stale_context_is_rebuilt(int8_model: Path,
     rebuilt = QnnBackend(int8_model, QnnConfig())
     assert rebuilt.context_status == "built"
     np.testing.assert_array_equal(rebuilt.run(feed)[1], reference[1])
+
+
+def _ims_opt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ims_runtime.toolchain.cli", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_ims_opt_compile_of_a_missing_model_is_a_coded_one_line_error(tmp_path: Path) -> None:
+    result = _ims_opt("compile", "qnn", str(tmp_path / "nope.onnx"))
+    assert result.returncode == errors.MODEL_NOT_FOUND.exit_code
+    assert result.stderr.startswith("error[MODEL_NOT_FOUND]") and "Traceback" not in result.stderr
+
+
+@needs_qnn
+@pytest.mark.qnn
+@pytest.mark.slow
+def test_ims_opt_compile_fills_the_cache_entry_the_backend_then_loads(int8_model: Path, cache_dir: Path) -> None:
+    """One QNN compiler: ``ims-opt compile qnn`` is the backend's own compile, so the runtime's first load with
+    the same options (the spec defaults) is a cache hit on the file it wrote, and another SoC is another file."""
+    def said(result: subprocess.CompletedProcess) -> str:  # the QNN library and the log also write to stdout
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.strip().splitlines()[-1]
+
+    first = said(_ims_opt("compile", "qnn", str(int8_model)))
+    assert first.startswith("compiled: ")
+    context = Path(first.split(": ", 1)[1])
+    assert context.parent == cache_dir / "qnn_context" and context.is_file()
+    backend = QnnBackend(int8_model, QnnConfig())
+    assert (backend.context_status, backend.context_path) == ("hit", context)
+    backend.close()
+    assert said(_ims_opt("compile", "qnn", str(int8_model))) == f"already in the cache: {context}"
+    other = said(_ims_opt("compile", "qnn", str(int8_model), "--soc", "43"))
+    assert other.startswith("compiled: ") and Path(other.split(": ", 1)[1]) != context
 
 
 @needs_qnn

@@ -8,6 +8,8 @@ TensorRT cannot be installed on the development machines (NVIDIA's wheels come f
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,17 @@ def test_chain_falls_back_to_ort_cpu_and_reports_why(tmp_path: Path) -> None:
     assert opened.backend.key == "ort_cpu" and opened.chain_index == 1
     assert len(opened.skipped) == 1
     assert opened.skipped[0]["backend"] == "tensorrt" and opened.skipped[0]["code"] == "BACKEND_UNAVAILABLE"
+
+
+@pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")
+def test_ims_opt_compile_trt_goes_through_the_backend_and_says_tensorrt_is_missing(tmp_path: Path) -> None:
+    """``ims-opt compile trt`` is the backend's engine build (one compiler, one cache key): without TensorRT it
+    stops at the backend's own guard, as a coded one-line error."""
+    result = subprocess.run([sys.executable, "-m", "ims_runtime.toolchain.cli", "compile", "trt",
+                             str(_model(tmp_path))], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == errors.BACKEND_UNAVAILABLE.exit_code
+    assert result.stderr.startswith("error[BACKEND_UNAVAILABLE]") and "Dockerfile.jetson" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_engine_key_depends_on_model_tensorrt_version_gpu_and_options() -> None:

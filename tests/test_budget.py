@@ -2,15 +2,19 @@
 
 import pytest
 
+from ims_runtime.contract import Telemetry
 from ims_runtime.spec.schema import BudgetSpec
 from ims_runtime.telemetry.budget import check_budget
 
 ARTICLE_BUDGET = BudgetSpec(latency_ms_max=20, fps_min=50, power_w_max=1.5, rss_mb_max=200)
 
 
-def telemetry(p95_ms=12.0, fps_out=60.0, power_w=1.2, rss_mb=150.0):
-    return {"latency_ms": {"total": {"p50": p95_ms / 2, "p95": p95_ms, "p99": p95_ms}}, "fps_out": fps_out,
-            "power_w": power_w, "rss_mb": rss_mb}
+def telemetry(p95_ms=12.0, fps_out=60.0, power_w=1.2, rss_mb=150.0) -> Telemetry:
+    return Telemetry(t_ns=0, spec="x", uptime_s=10.0, fps_in=fps_out, fps_out=fps_out, frames_in_total=600,
+                     frames_out_total=600, frames_dropped_total=0, publish_dropped_total=0,
+                     latency_ms={"total": {"p50": p95_ms / 2, "p95": p95_ms, "p99": p95_ms}}, rss_mb=rss_mb,
+                     cpu_percent=50.0, temperature_c=None, power_w=power_w, power_source="test", power_rails_w=None,
+                     power_unavailable_reason=None if power_w is not None else "no sensor", stages={})
 
 
 @pytest.mark.parametrize("overrides, violated", [

@@ -116,5 +116,8 @@ def test_qat_and_pruned_face_state_models_run_in_the_pipeline(tmp_path, referenc
                       f"stages.face_state.precision={precision}")
         _driver_found_like_the_reference(run, reference, min_iou=0.99)  # same detector: same faces
         assert run[0]["stage_backends"]["face_state"] == {"backend": "ort_cpu", "precision": precision}
-        for got in run:
-            assert got["gaze"] is not None and got["eyes"] is not None, got["frame_id"]
+        for got in run:  # the face-state outputs arrive, decoded in their documented ranges (docs/messages.md)
+            gaze, eyes = got["gaze"], got["eyes"]
+            assert all(abs(gaze[k]) <= np.pi / 2 for k in ("pitch_rad", "yaw_rad")), (got["frame_id"], gaze)
+            assert all(0.0 <= eyes[k] <= 1.0 for k in ("left_open", "right_open")), (got["frame_id"], eyes)
+            assert type(eyes["closed"]) is bool

@@ -88,11 +88,11 @@ def test_persisted_pruned_network_reloads_exactly_and_exports(pruned, tmp_path):
 def test_a_short_distillation_moves_the_pruned_network_towards_the_teacher(pruned):
     import copy
 
-    from ims_runtime.toolchain.calibration import FrameSample, sample_frames
+    from ims_runtime.toolchain.calibration import FrameSample, fixed_rate_frames
     from ims_runtime.toolchain.distill import DistillConfig, distill
 
     clip = shared("data", "videos", "video00.mp4")
-    images = [image for _, _, image in sample_frames(FrameSample((clip,), every_s=0.5, max_per_clip=2))]
+    images = [image for _, _, image in fixed_rate_frames(FrameSample((clip,), every_s=0.5, max_per_clip=2))]
     student = copy.deepcopy(pruned)
     before = [p.detach().clone() for p in student.parameters()]
     losses = distill(student, official(), images, DistillConfig(steps=3, batch=2, crop_wh_px=(160, 96)))

@@ -5,7 +5,7 @@ from conftest import SPECS, shared
 
 from ims_runtime import catalog
 from ims_runtime.spec import load_spec
-from ims_runtime.toolchain.calibration import FrameSample, sample_frames
+from ims_runtime.toolchain.calibration import FrameSample, fixed_rate_frames
 from ims_runtime.toolchain.evaluate import agreement_with_reference
 
 
@@ -30,7 +30,7 @@ def test_int8_file_is_at_most_30_percent_of_fp32(int8_model, detector_model):
 @pytest.mark.slow
 def test_int8_agrees_with_fp32_on_frames_of_a_clip_never_calibrated_on(int8_model, detector_model):
     clip = shared("data", "videos", "video04.mp4")  # the recipe calibrates on video00-02 only
-    frames = [image for _, _, image in sample_frames(FrameSample((clip,), every_s=2.0, max_per_clip=6))]
+    frames = [image for _, _, image in fixed_rate_frames(FrameSample((clip,), every_s=2.0, max_per_clip=6))]
     result = agreement_with_reference(int8_model, detector_model, frames, (640, 384))
     assert result["reference_faces"] >= 6
     assert result["found_share"] >= 0.9

@@ -126,11 +126,15 @@ def test_fatigue_recipe_scores_int8_and_skips_unchanged_steps(tmp_path, monkeypa
     monkeypatch.setenv("IMS_CACHE_DIR", str(tmp_path / "cache"))
     path, recipe = _fatigue_recipe(tmp_path, "minmax")
     summary = RecipeRun(recipe, path).run()
-    int8 = summary["variants"]["int8"]
+    fp32, int8 = summary["variants"]["fp32"], summary["variants"]["int8"]
     assert summary["skipped"] == []
-    assert int8["agreement"]["sequences"] == 20 and 0 <= int8["agreement"]["level_agreement"] <= 1
-    assert int8["size_bytes"] < summary["variants"]["fp32"]["size_bytes"]
-    assert int8["latency"]["p50_ms"] > 0 and "level_agreement" in int8["headline"]
+    # FP32 scored against itself agrees exactly: the scoring compares like with like
+    assert fp32["agreement"]["level_agreement"] == 1.0 and fp32["agreement"]["kss_mae_vs_fp32"] == 0.0
+    assert int8["agreement"]["sequences"] == 20
+    assert int8["within_limit"] == (int8["agreement"]["level_agreement"] >= 0.9)  # the recipe's limit decides
+    assert int8["size_bytes"] < fp32["size_bytes"]
+    assert int8["latency"]["p50_ms"] > 0
+    assert set(int8["headline"]) == {"level_agreement", "kss_mae_vs_fp32", "level_accuracy", "sequences"}
 
     again = RecipeRun(recipe, path).run()
     assert set(again["skipped"]) == {"build fp32", "build int8", "evaluate fp32", "evaluate int8"}

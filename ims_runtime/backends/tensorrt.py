@@ -160,6 +160,7 @@ class TensorRtBackend(Backend):
         self.gpu = gpu_identity(cudart, config.device_index)
         key = engine_key(paths.sha256_file(model_path), self.trt_version, self.gpu, config)
         plan_path = _cache.artefact_path("tensorrt", model_path, key, ".plan")
+        self.plan_path = plan_path  # the cached engine (``ims-opt compile trt`` reports it)
         timing_path = _cache.artefact_path("tensorrt", Path("timing"), _cache.CacheKey.make(
             "-", "tensorrt", self.trt_version, self.gpu), ".cache")
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))  # type: ignore[attr-defined]

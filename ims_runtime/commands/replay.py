@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true", help="pace frames at the source's frame rate")
     p.add_argument("--summary-json", type=Path, help="write the summary as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="also make the HTML report of the run in DIR (`ims-runtime report`; needs the extra "
+                        "'report'); without --out the JSONL goes to DIR/driver_state.jsonl")
     p.set_defaults(func=run)
 
 
@@ -40,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_output_path(path, option)
     loaded = load(args)
+    if args.report is not None:
+        from ims_runtime.commands.report import report_builder  # the report extra, only when asked for
+
+        report_builder("replay --report")  # fail before the replay when the extra is missing
+        check_output_path(args.report / "index.html", "report page")
+        args.out = args.out or args.report / "driver_state.jsonl"
     source = open_source(loaded.spec.source, args.input, fail_fast_camera=True, loop=False)
     with raise_on_sigterm():
         pipeline = build_pipeline(loaded)
@@ -57,4 +66,9 @@ def run(args: argparse.Namespace) -> int:
     print(summary.table(), file=sys.stderr)
     if args.summary_json:
         atomic_write_text(args.summary_json, json.dumps(summary.to_dict(), indent=2) + "\n")
+    if args.report is not None:
+        from ims_runtime.commands.report import make_report
+
+        recording = Path(args.input)
+        make_report(args.out, args.report, recording if recording.exists() else None, loaded)
     return 0

@@ -157,7 +157,10 @@ def average_precision(scores: np.ndarray, is_tp: np.ndarray, n_positive: int) ->
 
 def evaluate(detector: FaceDetector, images_dir: Path, gt: list[GroundTruthImage], min_height_px: float,
              operating_threshold: float, progress=None) -> DetectorScores:
-    """Run ``detector`` (built with a low score threshold) over every ground-truth image and score it."""
+    """Run ``detector`` (built with a low score threshold, without tracking) over every ground-truth image and
+    score it. Each image is detected on its own (the detector is reset between images)."""
+    if detector.tracking is not None:
+        raise ValueError("evaluate a detector without tracking: still images are unrelated to each other")
     all_scores, all_tp = [], []
     counted_total = 0
     found_at_threshold = 0
@@ -171,6 +174,7 @@ def evaluate(detector: FaceDetector, images_dir: Path, gt: list[GroundTruthImage
         if image is None:
             raise errors.IMSError(errors.SOURCE_UNREADABLE, f"cannot read image {path} listed in ground truth",
                                   "check --images points at the folder the gt paths are relative to")
+        detector.reset()
         faces = detector.detect(Frame(index, 0, image, path.name)).faces
         det = np.array([f.box_xyxy_px for f in faces], dtype=np.float64).reshape(-1, 4)
         sc = np.array([f.score for f in faces], dtype=np.float64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ims_runtime.driver_state import FatigueState, PolicyState
+from ims_runtime.contract import FatigueState, PolicyState
 from ims_runtime.policy.driver_policy import DriverPolicy, PolicyInput
 from ims_runtime.policy.road_zone import on_road
 from ims_runtime.spec.schema import FatigueStageSpec, PolicySpec, Spec

@@ -1,5 +1,5 @@
 """The per-frame pipeline: ``Frame`` → detector → camera check → face-state → temporal/fatigue/policy →
-:class:`~ims_runtime.driver_state.DriverState`.
+:class:`~ims_runtime.contract.DriverState`.
 
 One object built from a validated spec, shared by ``serve``, ``replay`` and ``bench``, so that all three behave
 identically. Every stage returns its own typed result; :meth:`Pipeline.process` is the one place that assembles
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from ims_runtime.driver_state import DriverState, FaceObservation, FaceState, StageBackend
+from ims_runtime.contract import DriverState, FaceObservation, FaceState, StageBackend
 from ims_runtime.pipeline.monitor import DriverMonitor
 from ims_runtime.spec import Spec
 from ims_runtime.stages.camera_check import CameraBlockedCheck

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ims_runtime.driver_state import ActiveAlert, Distraction, PolicyState
+from ims_runtime.contract import ActiveAlert, Distraction, PolicyState
 from ims_runtime.spec.schema import PolicySpec
 
 NS = 1_000_000_000

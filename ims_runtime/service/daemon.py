@@ -11,6 +11,7 @@ run twice.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 from dataclasses import dataclass, field
@@ -159,15 +160,16 @@ class Service:
         if self.state == "camera_outage" and self._last_outage_event_s is None:
             self.state = "running"
         spec = self.loaded.spec
-        message = self.telemetry.message(
+        telemetry = self.telemetry.message(
             spec_name=spec.name, stages=self.pipeline.describe(), publish_dropped=self.publisher.dropped,
-            extra={"state": self.state, "spec_sha256": self.spec_sha256,
-                   "reload": self.reloader.last.as_telemetry(self.reloader.count) if self.reloader.last else None,
-                   "scheduler": {"queue_frames": spec.service.queue_frames, "max_fps": spec.service.max_fps,
-                                 "paced": self.scheduler.pace_fps is not None}})
-        message["budget"] = check_budget(spec.budget, message)
-        for violation in (message["budget"] or {}).get("violations", []):
+            state=self.state, spec_sha256=self.spec_sha256,
+            reload=self.reloader.last.as_telemetry(self.reloader.count) if self.reloader.last else None,
+            scheduler={"queue_frames": spec.service.queue_frames, "max_fps": spec.service.max_fps,
+                       "paced": self.scheduler.pace_fps is not None})
+        telemetry = dataclasses.replace(telemetry, budget=check_budget(spec.budget, telemetry))
+        for violation in (telemetry.budget or {}).get("violations", []):
             self.budget_warnings.warning(f"budget_violated.{violation['metric']}", **violation)
+        message = messages.encode_telemetry(telemetry)
         self.publisher.publish("telemetry", message)
         self.notifier.status(status_line(message))
 

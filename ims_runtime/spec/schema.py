@@ -1,7 +1,7 @@
 """The deployment spec: a strict, frozen schema (unknown keys are errors), every field with a unit.
 
-One YAML file per target (``deploy/specs/*.yaml``). Stages not configured are ``null`` and the pipeline leaves
-their message fields absent. Later stages (face-state, fatigue) and the policy add their own section classes.
+One YAML file per target (``deploy/specs/*.yaml``). Optional stages not configured are ``null``: the pipeline
+then publishes their message fields as ``null`` and lists the stage in ``stages_off``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ims_runtime.driver_state import FaceState
+from ims_runtime.contract import FaceState
 from ims_runtime.policy.road_zone import in_road_zone
 from ims_runtime.spec.schema import FaceStateSpec, RoadZoneSpec
 from ims_runtime.stages.alignment import align_face, crop_to_image_angles

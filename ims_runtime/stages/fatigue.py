@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ims_runtime.driver_state import FatigueState
+from ims_runtime.contract import FatigueState
 from ims_runtime.spec.schema import FatigueStageSpec
 from ims_runtime.stages.model import ModelContract, OpenedModel, open_model
 from ims_runtime.temporal.features import FatigueFeatures, TemporalFeatures

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from ims_runtime.contract import Telemetry
 from ims_runtime.spec.schema import BudgetSpec
 
 
-def _latency_p95_ms(telemetry: dict[str, Any]) -> float | None:
-    total = (telemetry.get("latency_ms") or {}).get("total")
+def _latency_p95_ms(telemetry: Telemetry) -> float | None:
+    total = (telemetry.latency_ms or {}).get("total")
     return None if not total else total.get("p95")
 
 
-def check_budget(budget: BudgetSpec | None, telemetry: dict[str, Any]) -> dict[str, Any] | None:
+def check_budget(budget: BudgetSpec | None, telemetry: Telemetry) -> dict[str, Any] | None:
     """``{"ok": bool, "violations": [{metric, value, limit, unit}], "unchecked": [metric]}`` or None (no budget).
 
     Checks: ``latency_ms_max`` against the window's p95 of the total per-frame latency, ``fps_min`` against the
@@ -26,9 +27,9 @@ def check_budget(budget: BudgetSpec | None, telemetry: dict[str, Any]) -> dict[s
         return None
     rules = [  # metric, measured value, limit, unit, True if the value must stay below the limit
         ("latency_ms_p95", _latency_p95_ms(telemetry), budget.latency_ms_max, "ms", True),
-        ("fps_out", telemetry.get("fps_out"), budget.fps_min, "fps", False),
-        ("power_w", telemetry.get("power_w"), budget.power_w_max, "W", True),
-        ("rss_mb", telemetry.get("rss_mb"), budget.rss_mb_max, "MiB", True),
+        ("fps_out", telemetry.fps_out, budget.fps_min, "fps", False),
+        ("power_w", telemetry.power_w, budget.power_w_max, "W", True),
+        ("rss_mb", telemetry.rss_mb, budget.rss_mb_max, "MiB", True),
     ]
     violations, unchecked = [], []
     for metric, value, limit, unit, upper in rules:

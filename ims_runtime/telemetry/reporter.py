@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ims_runtime import messages
+from ims_runtime.contract import Telemetry
 from ims_runtime.telemetry.latency import LatencyWindow
 from ims_runtime.telemetry.power import PowerProbe, detect_power_probe
 from ims_runtime.telemetry.process import ProcessStats, temperatures_c
@@ -52,28 +52,19 @@ class TelemetryReporter:
         return (now_ns or time.monotonic_ns()) - self._last_ns >= self.interval_ns
 
     def message(self, *, spec_name: str, stages: dict[str, Any], publish_dropped: int,
-                extra: dict[str, Any] | None = None, now_ns: int | None = None) -> dict[str, Any]:
+                now_ns: int | None = None, **service: Any) -> Telemetry:
+        """The telemetry of the interval since the last call. ``service``: the serve-only parts (``state``,
+        ``spec_sha256``, ``reload``, ``scheduler``, ``budget``), see :class:`~ims_runtime.contract.Telemetry`."""
         now_ns = now_ns or time.monotonic_ns()
         elapsed_s = max((now_ns - self._last_ns) / 1e9, 1e-9)
-        msg = {
-            "schema_version": messages.SCHEMA_VERSION,
-            "t_ns": time.time_ns(),
-            "spec": spec_name,
-            "uptime_s": (now_ns - self.started_ns) / 1e9,
-            "fps_in": self._in / elapsed_s,
-            "fps_out": self._out / elapsed_s,
-            "frames_in_total": self.frames_in_total,
-            "frames_out_total": self.frames_out_total,
-            "frames_dropped_total": self.frames_dropped_total,
-            "publish_dropped_total": publish_dropped,
-            "latency_ms": self.latency.percentiles(),
-            "rss_mb": self.process.rss_mb(),
-            "cpu_percent": self.process.cpu_percent(),
-            "temperature_c": thermal_zones_c(self.sysfs_root) or temperatures_c(),
-            **self.power_probe.read().as_telemetry(),
-            "stages": stages,
-            **(extra or {}),
-        }
+        telemetry = Telemetry(
+            t_ns=time.time_ns(), spec=spec_name, uptime_s=(now_ns - self.started_ns) / 1e9,
+            fps_in=self._in / elapsed_s, fps_out=self._out / elapsed_s, frames_in_total=self.frames_in_total,
+            frames_out_total=self.frames_out_total, frames_dropped_total=self.frames_dropped_total,
+            publish_dropped_total=publish_dropped, latency_ms=self.latency.percentiles(),
+            rss_mb=self.process.rss_mb(), cpu_percent=self.process.cpu_percent(),
+            temperature_c=thermal_zones_c(self.sysfs_root) or temperatures_c(),
+            **self.power_probe.read().as_telemetry(), stages=stages, **service)
         self._last_ns = now_ns
         self._in = self._out = 0
-        return msg
+        return telemetry

@@ -14,29 +14,29 @@ rebuilds it (and, through its sha256, every variant made from it).
 from __future__ import annotations
 
 import copy
+import io
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ims_runtime import errors, paths
+from ims_runtime.atomic import atomic_write_bytes
+from ims_runtime.toolchain.calibration import fixed_rate_frames
+from ims_runtime.toolchain.detector_pruning import load_pruned, params_and_macs, prune_retinaface
+from ims_runtime.toolchain.distill import DistillConfig, distill, relu_variant, timed
 from ims_runtime.toolchain.export import export_retinaface_module, retinaface_metadata
+from ims_runtime.toolchain.manifest import record
+from ims_runtime.toolchain.models.retinaface import RetinaFace, load_official
 from ims_runtime.toolchain.recipe import BaseSpec
-
-if TYPE_CHECKING:
-    from ims_runtime.toolchain.runner import RecipeRun
+from ims_runtime.toolchain.run_context import RunContext
+from ims_runtime.toolchain.stamps import is_fresh, stamp_key, write_stamp
 
 
 def build_network(base: BaseSpec, weights: Path) -> torch.nn.Module:
-    from ims_runtime.toolchain.distill import relu_variant
-    from ims_runtime.toolchain.models.retinaface import RetinaFace
-
     state = torch.load(str(weights), map_location="cpu", weights_only=True)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if base.prune_ratio:  # channel counts differ from RetinaFace(): read them from the tensors
-        from ims_runtime.toolchain.detector_pruning import load_pruned
-
         return load_pruned(state, base.activation)
     model = RetinaFace()
     if base.activation == "relu":
@@ -45,7 +45,7 @@ def build_network(base: BaseSpec, weights: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def ensure_base_weights(run: RecipeRun, base_name: str) -> Path:
+def ensure_base_weights(run: RunContext, base_name: str) -> Path:
     base = run.recipe.bases[base_name]
     if base.prune_ratio:
         return _pruned_base(run, base_name)
@@ -58,28 +58,20 @@ def ensure_base_weights(run: RecipeRun, base_name: str) -> Path:
     return distill_base(run, base_name)
 
 
-def _pruned_base(run: RecipeRun, base_name: str) -> Path:
+def _pruned_base(run: RunContext, base_name: str) -> Path:
     """The cache's pruned + distilled weights of ``base_name``, rebuilt when their stamp key changed."""
-    from ims_runtime.toolchain.runner import Stamps, _key
-
     out = paths.cache_dir() / run.recipe.bases[base_name].weights
-    key = _key("pruned base", run.recipe.bases[base_name].model_dump(),
-               paths.sha256_file(ensure_base_weights(run, "official")), run.data_key)
-    if not Stamps.fresh(out, key):
+    key = stamp_key("pruned base", run.recipe.bases[base_name].model_dump(),
+                    paths.sha256_file(ensure_base_weights(run, "official")), run.data_key)
+    if not is_fresh(out, key):
         distill_base(run, base_name)
-        Stamps.write(out, key)
+        write_stamp(out, key)
     return out
 
 
-def distill_base(run: RecipeRun, base_name: str) -> Path:
+def distill_base(run: RunContext, base_name: str) -> Path:
     """Make a base's weights by self-distillation from the official model on the calibration clips (after
     removing ``prune_ratio`` of the channels, if set)."""
-    from ims_runtime.toolchain.calibration import sample_frames
-    from ims_runtime.toolchain.distill import DistillConfig, distill, relu_variant, timed
-    from ims_runtime.atomic import atomic_write_bytes
-    from ims_runtime.toolchain.manifest import record
-    from ims_runtime.toolchain.models.retinaface import load_official
-
     base = run.recipe.bases[base_name]
     official = ensure_base_weights(run, "official")
     teacher = load_official(str(official))
@@ -88,8 +80,6 @@ def distill_base(run: RecipeRun, base_name: str) -> Path:
         relu_variant(student)
     pruning: dict[str, object] = {}
     if base.prune_ratio:
-        from ims_runtime.toolchain.detector_pruning import params_and_macs, prune_retinaface
-
         size = run.recipe.input_size_px
         before = params_and_macs(student, size)
         prune_retinaface(student, base.prune_ratio)
@@ -97,13 +87,11 @@ def distill_base(run: RecipeRun, base_name: str) -> Path:
                    "counted_at_wh_px": list(size), "method": "torch-pruning MetaPruner, L2 magnitude, heads kept, "
                    "kept channels rounded up to multiples of 8"}
         print(f"  pruned {base_name!r}: {before} -> {pruning['after']}")
-    images = [image for _, _, image in sample_frames(run.calibration)]
+    images = [image for _, _, image in fixed_rate_frames(run.calibration)]
     print(f"  distilling base {base_name!r} ({base.distill_steps} steps on {len(images)} calibration frames)")
     started = time.monotonic()
     losses = distill(student, teacher, images, DistillConfig(steps=base.distill_steps), timed(base_name))
     out = paths.cache_dir() / base.weights
-    import io
-
     buffer = io.BytesIO()
     torch.save(student.state_dict(), buffer)
     atomic_write_bytes(out, buffer.getvalue())

@@ -42,8 +42,13 @@ def check_disjoint(calibration: Sequence[Path], evaluation: Sequence[Path]) -> N
                               "calibration and evaluation data must never overlap; fix the recipe")
 
 
-def sample_frames(sample: FrameSample) -> Iterator[tuple[str, int, np.ndarray]]:
-    """Yield ``(clip name, frame index, HxWx3 uint8 BGR image)`` in a fixed order."""
+def fixed_rate_frames(sample: FrameSample) -> Iterator[tuple[str, int, np.ndarray]]:
+    """One frame every ``sample.every_s`` seconds of each clip (at most ``max_per_clip``), decoded by the runtime's
+    own video source: the frames a recipe calibrates, evaluates, distils and runs QAT on.
+
+    Yields ``(clip name, frame index, HxWx3 uint8 BGR image)`` in a fixed order (clips in order, frames ascending).
+    (The QNN detector's calibration picks a fixed count per clip instead:
+    :func:`ims_runtime.toolchain.quantize_qnn.qnn_calibration_frames`.)"""
     for clip in sample.clips:
         source = VideoFileSource(clip)
         try:
@@ -63,7 +68,7 @@ def sample_frames(sample: FrameSample) -> Iterator[tuple[str, int, np.ndarray]]:
 def letterboxed_tensors(sample: FrameSample, input_wh_px: tuple[int, int]) -> np.ndarray:
     """All sampled frames as one (N, 3, H, W) float32 array, preprocessed exactly as the runtime does."""
     letterbox = Letterboxer(input_wh_px)
-    tensors = [letterbox(image)[0].copy() for _, _, image in sample_frames(sample)]
+    tensors = [letterbox(image)[0].copy() for _, _, image in fixed_rate_frames(sample)]
     if not tensors:
         raise errors.IMSError(errors.SOURCE_UNREADABLE, f"no frames sampled from {sample.describe()}",
                               "check the recipe's clips")

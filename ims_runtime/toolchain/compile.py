@@ -1,84 +1,47 @@
-"""Compile targets: QNN HTP context binaries and TensorRT plans, cached under keys that say what they are tied to.
+"""``ims-opt compile``: compile a model for an accelerator ahead of time, exactly as the runtime would on first load.
 
-Both kinds of artefact only load on the toolkit version and chip they were built for (platform-notes), so the
-cache path carries both: ``qnn/<qnn-sdk-version>/soc<id>/<model-sha256[:16]>.onnx_ctx.onnx`` and
-``trt/<tensorrt-version>/<gpu-name>/<model-sha256[:16]>.plan``.
+There is one compiler per target, and it is the runtime's backend: :class:`~ims_runtime.backends.qnn.QnnBackend`
+writes the QNN HTP EP-context model, :class:`~ims_runtime.backends.tensorrt.TensorRtBackend` the TensorRT plan,
+each into the cache under the key of :mod:`ims_runtime.backends._cache` (model sha256, SDK version, target chip
+and the options that change the compiled code). Compiling here therefore fills the very cache entry the vehicle's
+first load of the same model with the same backend options looks up, so that load is a cache hit instead of a
+compile (QNN: ``context_cache: hit`` in the backend's description).
 
-Neither runs on a plain x86 CI machine: the QNN path needs ``onnxruntime-qnn`` (its HTP simulator builds context
-binaries on x86); TensorRT cannot be installed here at all, so :func:`build_tensorrt_plan` is written against the
-TensorRT 10 API behind a guarded import and has not been run in this project.
+QNN needs ``onnxruntime-qnn`` (its HTP simulator compiles on x86); TensorRT cannot be installed on the
+development machines, so that path has only been run up to its ``BACKEND_UNAVAILABLE`` guard here.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from ims_runtime import errors, paths
+from ims_runtime import errors
+from ims_runtime.backends.qnn import QnnBackend, QnnConfig
+from ims_runtime.backends.tensorrt import TensorRtBackend, TensorRtConfig
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+def compile_qnn_context(model: Path, config: QnnConfig) -> tuple[Path, str]:
+    """The EP-context model of ``model`` for ``config`` (compiled now, or found in the cache).
 
-
-def build_qnn_context(model: Path, soc_model: int = 60, cache: Path | None = None) -> Path:
-    """Compile a QDQ model for the HTP into an EP-context model (``ep.context_enable``), keyed by SDK and SoC."""
+    Returns ``(path, status)``, status ``built`` or ``hit``. Raises the backend's coded errors (e.g.
+    ``BACKEND_PLACEMENT`` naming the operators HTP rejects), or ``MODEL_BUILD_FAILED`` when QNN wrote no context."""
+    backend = QnnBackend(model, config.model_copy(update={"context_cache": True}))
     try:
-        import onnxruntime as ort
-        import onnxruntime_qnn  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise errors.IMSError(errors.BACKEND_UNAVAILABLE, "onnxruntime-qnn is not installed",
-                              "pip install '.[qnn]' (needs glibc >= 2.35)") from exc
-    version = getattr(onnxruntime_qnn, "__version__", "unknown")
-    out = (cache or paths.cache_dir()) / "qnn" / _safe(version) / f"soc{soc_model}" / \
-        f"{paths.sha256_file(model)[:16]}.onnx_ctx.onnx"
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ort.register_execution_provider_library(onnxruntime_qnn.get_ep_name(), onnxruntime_qnn.get_library_path())
-    devices = [d for d in ort.get_ep_devices() if d.ep_name == onnxruntime_qnn.get_ep_name()]
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # no silent CPU fallback
-    options.add_session_config_entry("ep.context_enable", "1")
-    options.add_session_config_entry("ep.context_file_path", str(out))
-    options.add_session_config_entry("ep.context_embed_mode", "1")
-    options.add_provider_for_devices(devices, {"backend_path": onnxruntime_qnn.get_qnn_htp_path(),
-                                               "soc_model": str(soc_model)})
-    ort.InferenceSession(str(model), options)  # creating the session writes the context model
-    if not out.is_file():
-        raise errors.IMSError(errors.MODEL_BUILD_FAILED, f"QNN did not write {out}", "see the ORT log")
-    return out
+        path, status = backend.context_path, backend.context_status
+    finally:
+        backend.close()
+    if path is None or not path.is_file():
+        raise errors.IMSError(errors.MODEL_BUILD_FAILED, f"QNN compiled {model.name} but wrote no context model "
+                              f"({status})", "check the model has static shapes and that HTP takes its nodes")
+    return path, status
 
 
-def build_tensorrt_plan(model: Path, cache: Path | None = None, workspace_mib: int = 1024) -> Path:
-    """Explicitly quantised TensorRT plan from a QDQ ONNX (TensorRT 10+ API). Not run here: no TensorRT."""
+def compile_tensorrt_plan(model: Path, config: TensorRtConfig) -> tuple[Path, str]:
+    """The TensorRT plan of ``model`` for ``config`` on this machine's GPU (built now, or found in the cache).
+
+    Returns ``(path, status)``, status ``built`` or ``hit``. Raises ``BACKEND_UNAVAILABLE`` without TensorRT."""
+    backend = TensorRtBackend(model, config)
     try:
-        import tensorrt as trt  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise errors.IMSError(errors.BACKEND_UNAVAILABLE, "TensorRT is not installed",
-                              "run on a Jetson / NVIDIA machine with TensorRT 10+") from exc
-    from cuda.bindings import runtime as cudart  # type: ignore[import-not-found]
-
-    _, props = cudart.cudaGetDeviceProperties(0)
-    gpu = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    out = (cache or paths.cache_dir()) / "trt" / _safe(trt.__version__) / _safe(gpu) / \
-        f"{paths.sha256_file(model)[:16]}.plan"
-    if out.is_file():
-        return out
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model.read_bytes()):
-        problems = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise errors.IMSError(errors.MODEL_BUILD_FAILED, f"TensorRT cannot parse {model}: {problems}", "")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    config.set_flag(trt.BuilderFlag.INT8)  # explicit quantisation: the QDQ nodes give the scales
-    config.set_flag(trt.BuilderFlag.FP16)  # layers the QDQ graph leaves in float may use FP16
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise errors.IMSError(errors.MODEL_BUILD_FAILED, f"TensorRT failed to build {model}", "see the log")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(bytes(plan))
-    return out
+        return backend.plan_path, backend.engine_status
+    finally:
+        backend.close()

@@ -11,27 +11,25 @@ tests on.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ims_runtime import errors
 from ims_runtime.stages.face_detector import Letterboxer
 
 #: clips the detector is calibrated on; the QNN-vs-CPU comparison uses video02 and video04
 CALIBRATION_CLIPS = ("video00.mp4", "video01.mp4")
 
 
-def shared_dir() -> Path:
-    """The project's shared data folder: ``IMS_SHARED_DIR``, else ``../shared`` next to the source checkout."""
-    env = os.environ.get("IMS_SHARED_DIR")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2].parent / "shared"
+def qnn_calibration_frames(video: Path, count: int) -> list[np.ndarray]:
+    """``count`` BGR frames spread evenly over the whole clip (first to last), for the QNN detector's calibration.
 
-
-def sample_frames(video: Path, count: int) -> list[np.ndarray]:
-    """``count`` BGR frames spread evenly over a clip."""
+    A fixed count per clip rather than the recipes' fixed rate (:func:`ims_runtime.toolchain.calibration.
+    fixed_rate_frames`): a handful of frames is enough for MinMax ranges, spread so that they sample all of the
+    clip. Raises ``SOURCE_UNREADABLE`` when no frame can be read."""
     capture = cv2.VideoCapture(str(video))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     frames = []
@@ -42,14 +40,17 @@ def sample_frames(video: Path, count: int) -> list[np.ndarray]:
             frames.append(frame)
     capture.release()
     if not frames:
-        raise ValueError(f"no frames could be read from {video}")
+        raise errors.IMSError(errors.SOURCE_UNREADABLE, f"no frames could be read from {video}",
+                              "pass a video file OpenCV can decode (e.g. the shared data/videos/*.mp4)")
     return frames
 
 
-def retinaface_tensors(videos: Iterable[Path], input_wh_px: tuple[int, int], per_video: int = 6) -> np.ndarray:
-    """Calibration inputs (N, 3, H, W): letterboxed, mean-subtracted tensors as the detector stage makes them.
+def qnn_calibration_tensors(videos: Iterable[Path], input_wh_px: tuple[int, int], per_video: int = 6) -> np.ndarray:
+    """The QNN detector's calibration inputs (N, 3, H, W), N = ``per_video`` x clips: :func:`qnn_calibration_frames`
+    letterboxed and mean-subtracted as the detector stage does it.
 
     Quantise them with :func:`ims_runtime.toolchain.quantize.quantize_qnn` (ONNX Runtime's QNN recipe).
     """
     letterbox = Letterboxer(input_wh_px)
-    return np.concatenate([letterbox(frame)[0].copy() for video in videos for frame in sample_frames(video, per_video)])
+    return np.concatenate([letterbox(frame)[0].copy() for video in videos
+                           for frame in qnn_calibration_frames(video, per_video)])

@@ -91,7 +91,7 @@ class VariantSpec(StrictModel):
 class Recipe(StrictModel):
     name: str = Field(description="recipe name; prefixes every artefact")
     model: Literal["retinaface", "face_state", "fatigue"] = Field(description="network family (picks the adapter "
-                                                                  "in adapters.py)")
+                                                                  "in families.py)")
     target: Literal["ort_cpu", "qnn_htp", "tensorrt"] = Field("ort_cpu", description="deployment target")
     input_size_px: tuple[int, int] = Field((640, 384), description="static network input width, height (px)")
     max_accuracy_drop: float = Field(0.01, gt=0, lt=1, description="largest accepted absolute drop of AP and "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ims_runtime import paths
+from ims_runtime.toolchain.families import adapter_for
 
 CLAIMS = ("2-4x faster", "75 % smaller", "< 1 % accuracy loss")
 
@@ -25,14 +26,10 @@ def load_results(names: list[str]) -> dict[str, dict[str, Any]]:
 
 def _headline(summary: dict[str, Any], r: dict[str, Any]) -> dict[str, float]:
     """The variant's accuracy figures (results written before the adapters existed have none stored)."""
-    from ims_runtime.toolchain.adapters import adapter_for
-
     return r.get("headline") or adapter_for(summary["recipe"]["model"]).headline(r, summary["variants"]["fp32"])
 
 
 def _row(name: str, r: dict[str, Any], summary: dict[str, Any]) -> str:
-    from ims_runtime.toolchain.adapters import adapter_for
-
     lat = r["latency"]
     mark = " **(deployed)**" if name == summary.get("deploy") else ""
     within = {True: "yes", False: "no", None: "-"}[r["within_limit"]]
@@ -152,8 +149,6 @@ def write_report(out: Path, names: list[str] | None = None) -> Path:
         lines.append("No results yet: run `ims-opt run deploy/recipes/<model>.yaml` first.")
     for name, summary in results.items():
         recipe = summary["recipe"]
-        from ims_runtime.toolchain.adapters import adapter_for
-
         data = summary.get("data") or {"calibration": summary.get("calibration"),
                                        "evaluation": summary.get("agreement_data")}
         if "sequences" in data:

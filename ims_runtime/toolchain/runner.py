@@ -1,8 +1,9 @@
 """``ims-opt run RECIPE``: build every variant of a recipe, evaluate it on held-apart data, benchmark them together.
 
-Step skipping: each artefact has a stamp file (``<artefact>.stamp.json``) holding a key = sha256 of everything
-that determines it (the recipe section that makes it, the input weights' sha256, the calibration data description
-and the clips' sha256). A step whose key is unchanged and whose output exists is skipped; evaluation results are
+Step skipping (:mod:`.stamps`): each artefact has a stamp file (``<artefact>.stamp.json``) holding a key = sha256
+of everything that determines it (the recipe section that makes it, the input weights' sha256, the calibration data
+description and the clips' sha256). A step whose key is unchanged and whose output exists is skipped; evaluation
+results are
 stamped by the artefact's sha256 and the evaluation section. Benchmarks are never skipped: speed is only
 comparable within one run, so every ``run`` re-times every variant against FP32 in the same process.
 
@@ -12,7 +13,6 @@ needs) and a record per artefact in the cache's ``manifest.json``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -21,46 +21,18 @@ from typing import Any
 import numpy as np
 
 from ims_runtime import errors, paths
+from ims_runtime.atomic import atomic_write_bytes
+from ims_runtime.backends.qnn import CPU_EP, EP_NAME, QnnBackend, QnnConfig
 from ims_runtime.toolchain import quantize as q
-from ims_runtime.toolchain.adapters import adapter_for
+from ims_runtime.toolchain import variants
 from ims_runtime.toolchain.benchmark import benchmark
 from ims_runtime.toolchain.calibration import FrameSample, check_disjoint
-from ims_runtime.atomic import atomic_write_bytes
+from ims_runtime.toolchain.families import adapter_for
 from ims_runtime.toolchain.manifest import record
 from ims_runtime.toolchain.onnx_stats import model_stats
-from ims_runtime.toolchain.quantize_qnn import shared_dir
 from ims_runtime.toolchain.recipe import Recipe, VariantSpec
-
-
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-#: fields added with the face-state/fatigue recipes: left out of stamp keys while at their defaults, so the
-#: detector's existing artefacts (the mixed-precision search takes many minutes) keep their stamps
-_ADDED_FIELDS = ("steps", "prune_ratio", "float_weights")
-
-
-def _spec_key(spec: Any) -> dict[str, Any]:
-    dump = spec.model_dump()
-    for name in _ADDED_FIELDS:
-        if name in dump and dump[name] == type(spec).model_fields[name].default:
-            del dump[name]
-    return dump
-
-
-class Stamps:
-    """``<path>.stamp.json`` next to each output, holding the key it was built from."""
-
-    @staticmethod
-    def fresh(path: Path, key: str) -> bool:
-        stamp = path.with_name(path.name + ".stamp.json")
-        return path.exists() and stamp.is_file() and json.loads(stamp.read_text()).get("key") == key
-
-    @staticmethod
-    def write(path: Path, key: str, **extra: Any) -> None:
-        stamp = path.with_name(path.name + ".stamp.json")
-        atomic_write_bytes(stamp, json.dumps({"key": key, **extra}, indent=2, default=str).encode())
+from ims_runtime.toolchain.shared_data import videos_dir
+from ims_runtime.toolchain.stamps import is_fresh, read_stamp, spec_key, stamp_key, write_stamp
 
 
 def say(message: str) -> None:
@@ -68,7 +40,8 @@ def say(message: str) -> None:
 
 
 class RecipeRun:
-    """One ``ims-opt run``; attributes are filled lazily so skipped steps cost nothing."""
+    """One ``ims-opt run`` (the :class:`~.run_context.RunContext` its adapter and builders see); attributes are
+    filled lazily so skipped steps cost nothing."""
 
     def __init__(self, recipe: Recipe, recipe_path: Path, out_dir: Path | None = None) -> None:
         self.recipe = recipe
@@ -77,7 +50,7 @@ class RecipeRun:
         self.out.mkdir(parents=True, exist_ok=True)
         self.adapter = adapter_for(recipe.model)
         if recipe.calibration is not None and recipe.evaluation is not None:  # video data (detector, face-state)
-            videos = shared_dir() / "data" / "videos"
+            videos = videos_dir()
             self.calibration = FrameSample(tuple(videos / c for c in recipe.calibration.clips),
                                            recipe.calibration.every_s)
             self.agreement = FrameSample(tuple(videos / c for c in recipe.evaluation.agreement_clips),
@@ -87,13 +60,12 @@ class RecipeRun:
                 if not clip.is_file():
                     raise errors.IMSError(errors.SOURCE_NOT_FOUND, f"recipe clip {clip} does not exist",
                                           "set IMS_SHARED_DIR to the shared folder")
-            self.data_key = _key(self.calibration.describe(),
+            self.data_key = stamp_key(self.calibration.describe(),
                                  [paths.sha256_file(c) for c in self.calibration.clips], list(recipe.input_size_px))
         else:  # generated sequences (fatigue): the seeds and counts determine the data
             assert recipe.sequences is not None  # load_recipe checks
-            self.data_key = _key(recipe.sequences.model_dump())
+            self.data_key = stamp_key(recipe.sequences.model_dump())
         self._cal: np.ndarray | None = None
-        self._agreement_frames: list[np.ndarray] | None = None
         self.results: dict[str, dict[str, Any]] = {}
         self.skipped: list[str] = []
 
@@ -127,56 +99,57 @@ class RecipeRun:
         """The base exported to ONNX at the recipe's static input size, then ORT-pre-processed for quantisation."""
         weights = self.base_weights(base_name)
         out = self.out / f"{self.recipe.name}_{base_name}_float.onnx"
-        key = _key("float", base_name, _spec_key(self.recipe.bases[base_name]), paths.sha256_file(weights),
-                   list(self.recipe.input_size_px), *self._family_key(base_name))
-        if not Stamps.fresh(out, key):
+        key = stamp_key("float", base_name, spec_key(self.recipe.bases[base_name]), paths.sha256_file(weights),
+                        list(self.recipe.input_size_px), *self._family_key(base_name))
+        if not is_fresh(out, key):
             self.adapter.export_float(self, base_name, weights, out)
-            Stamps.write(out, key)
+            write_stamp(out, key)
         return out
 
     def preprocessed(self, base_name: str) -> Path:
         float_path = self.float_model(base_name)
         out = float_path.with_name(float_path.stem + "_pre.onnx")
-        key = _key("pre", paths.sha256_file(float_path))
-        if not Stamps.fresh(out, key):
+        key = stamp_key("pre", paths.sha256_file(float_path))
+        if not is_fresh(out, key):
             q.preprocess(float_path, out)
-            Stamps.write(out, key)
+            write_stamp(out, key)
         return out
 
     # ---- variants ---------------------------------------------------------------------------------------------
-    def build(self, variant: VariantSpec) -> tuple[Path, dict[str, Any]]:
-        from ims_runtime.toolchain import variants
+    def build_qat(self, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+        """The family's QAT (:meth:`ModelAdapter.build_qat`)."""
+        return self.adapter.build_qat(self, variant, out, meta)
 
+    def build(self, variant: VariantSpec) -> tuple[Path, dict[str, Any]]:
         out = self.artefact(variant.name)
         base_key = paths.sha256_file(self.base_weights(variant.base))
-        key = _key("variant", variants.FINISH_VERSION, _spec_key(variant), base_key, self.data_key,
-                   self.recipe.max_accuracy_drop,
-                   self.recipe.evaluation.model_dump() if variant.kind == "mixed" else None,
-                   *self._family_key(variant.base))
-        if Stamps.fresh(out, key):
+        key = stamp_key("variant", variants.FINISH_VERSION, spec_key(variant), base_key, self.data_key,
+                        self.recipe.max_accuracy_drop,
+                        self.recipe.evaluation.model_dump() if variant.kind == "mixed" else None,
+                        *self._family_key(variant.base))
+        if is_fresh(out, key):
             self.skipped.append(f"build {variant.name}")
-            stamp = json.loads(out.with_name(out.name + ".stamp.json").read_text())
-            return out, stamp.get("facts", {})
+            return out, read_stamp(out).get("facts", {})
         started = time.monotonic()
         facts = variants.build_variant(self, variant, out)
         facts["build_s"] = round(time.monotonic() - started, 1)
-        Stamps.write(out, key, facts=facts)
+        write_stamp(out, key, facts=facts)
         return out, facts
 
     def evaluate(self, variant: VariantSpec, model: Path) -> dict[str, Any]:
         reference = self.artefact("fp32")
         cache = model.with_name(model.name + ".eval.json")
         evaluation = self.recipe.evaluation or self.recipe.sequences
-        key = _key("eval", paths.sha256_file(model), paths.sha256_file(reference),
-                   evaluation.model_dump() if evaluation else None, list(self.recipe.input_size_px))
-        if Stamps.fresh(cache, key):
+        key = stamp_key("eval", paths.sha256_file(model), paths.sha256_file(reference),
+                        evaluation.model_dump() if evaluation else None, list(self.recipe.input_size_px))
+        if is_fresh(cache, key):
             self.skipped.append(f"evaluate {variant.name}")
             return json.loads(cache.read_text())
         result = self.adapter.evaluate(self, model, reference)
         if variant.kind in ("qnn", "qat"):  # built for (or claimed to run on) the HTP: check it really places there
             result["htp_placement"] = htp_placement(model)
         atomic_write_bytes(cache, json.dumps(result, indent=2).encode())
-        Stamps.write(cache, key)
+        write_stamp(cache, key)
         return result
 
     def within_limit(self, scores: dict[str, Any], reference: dict[str, Any]) -> bool:
@@ -243,8 +216,6 @@ def htp_placement(model: Path) -> dict[str, Any]:
         import onnxruntime_qnn  # noqa: F401
     except ImportError:
         return {"checked": False, "why": "onnxruntime-qnn not installed (pip install '.[qnn]')"}
-    from ims_runtime.backends.qnn import CPU_EP, EP_NAME, QnnBackend, QnnConfig
-
     try:
         backend = QnnBackend(model, QnnConfig())
     except errors.IMSError as exc:

@@ -1,21 +1,30 @@
-"""How each kind of variant is made from a recipe's float base (called by the runner, which handles skipping)."""
+"""How each kind of variant is made from a recipe's float base (called by the runner, which handles skipping).
+
+:data:`BUILDERS` maps a variant ``kind`` (the recipe schema's choices) to the function that writes it; every
+variant is then finished the same way (:func:`_finish`).
+"""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import onnx
 
 from ims_runtime import errors
-from ims_runtime.toolchain import quantize as q
 from ims_runtime.atomic import atomic_write_bytes
+from ims_runtime.toolchain import quantize as q
+from ims_runtime.toolchain.evaluate import wider_scores
+from ims_runtime.toolchain.mixed_precision import conv_sensitivity, search
 from ims_runtime.toolchain.onnx_stats import compact_names
 from ims_runtime.toolchain.recipe import VariantSpec
+from ims_runtime.toolchain.run_context import RunContext
+from ims_runtime.toolchain.shared_data import shared_dir
 
-if TYPE_CHECKING:
-    from ims_runtime.toolchain.runner import RecipeRun
+#: a variant builder: writes ``out`` for the variant from the run's float base, returns facts for the report
+Builder = Callable[[RunContext, VariantSpec, Path, dict[str, object]], dict[str, Any]]
 
 
 #: bump when :func:`_finish` changes what it writes, so stamped artefacts are rebuilt (part of every variant's key)
@@ -38,40 +47,52 @@ def _finish(path: Path, variant: VariantSpec, facts: dict[str, Any]) -> None:
     atomic_write_bytes(path, model.SerializeToString())
 
 
-def build_variant(run: RecipeRun, variant: VariantSpec, out: Path) -> dict[str, Any]:
+def build_variant(run: RunContext, variant: VariantSpec, out: Path) -> dict[str, Any]:
     """Write ``out`` for ``variant``; return facts for the report (excluded layers, search log, ...)."""
-    meta = {"ims.recipe": run.recipe.name, "ims.variant": variant.name}
-    facts: dict[str, Any] = {}
-    kind = variant.kind
-    if kind == "fp32":
-        atomic_write_bytes(out, run.float_model(variant.base).read_bytes())
-    elif kind == "fp16":
-        q.convert_fp16(run.float_model(variant.base), out, meta)
-    elif kind == "dynamic":
-        q.quantize_dynamic_int8(run.preprocessed(variant.base), out, meta)
-    elif kind == "ptq":
-        q.quantize_static_qdq(run.preprocessed(variant.base), out, run.calibration_tensors, variant.method,
-                              nodes_to_exclude=variant.keep_float, float_bias=variant.float_bias, metadata=meta)
-        facts["kept_float"] = variant.keep_float
-    elif kind == "mixed":
-        facts.update(_mixed(run, variant, out, meta))
-    elif kind == "qnn":
-        q.quantize_qnn(run.preprocessed(variant.base), out, run.calibration_tensors,
-                       activation_bits=variant.activation_bits, weight_bits=variant.weight_bits, metadata=meta)
-    elif kind == "qat":
-        facts.update(run.adapter.build_qat(run, variant, out, meta))
-    else:  # pragma: no cover - the recipe schema lists the kinds
-        raise errors.IMSError(errors.SPEC_INVALID, f"unknown variant kind {kind!r}", "see recipe.py")
+    builder = BUILDERS.get(variant.kind)
+    if builder is None:  # the recipe schema lists the kinds, and a test checks BUILDERS covers them
+        raise errors.IMSError(errors.SPEC_INVALID, f"unknown variant kind {variant.kind!r}",
+                              f"known: {', '.join(sorted(BUILDERS))}")
+    meta: dict[str, object] = {"ims.recipe": run.recipe.name, "ims.variant": variant.name}
+    facts = builder(run, variant, out, meta)
     _finish(out, variant, facts)
     return facts
 
 
-def _mixed(run: RecipeRun, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
-    """Full INT8, rank Conv layers by quantisation SQNR, keep the fewest in float that meet the accuracy limit."""
-    from ims_runtime.toolchain.evaluate import wider_scores
-    from ims_runtime.toolchain.mixed_precision import conv_sensitivity, search
-    from ims_runtime.toolchain.runner import shared_dir
+def _fp32(run: RunContext, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+    """The float base itself: the yardstick every other variant is scored and timed against."""
+    atomic_write_bytes(out, run.float_model(variant.base).read_bytes())
+    return {}
 
+
+def _fp16(run: RunContext, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+    q.convert_fp16(run.float_model(variant.base), out, meta)
+    return {}
+
+
+def _dynamic(run: RunContext, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+    q.quantize_dynamic_int8(run.preprocessed(variant.base), out, meta)
+    return {}
+
+
+def _ptq(run: RunContext, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+    q.quantize_static_qdq(run.preprocessed(variant.base), out, run.calibration_tensors, variant.method,
+                          nodes_to_exclude=variant.keep_float, float_bias=variant.float_bias, metadata=meta)
+    return {"kept_float": variant.keep_float}
+
+
+def _qnn(run: RunContext, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+    q.quantize_qnn(run.preprocessed(variant.base), out, run.calibration_tensors,
+                   activation_bits=variant.activation_bits, weight_bits=variant.weight_bits, metadata=meta)
+    return {}
+
+
+def _qat(run: RunContext, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+    return dict(run.build_qat(variant, out, meta))  # the family's own training (its adapter)
+
+
+def _mixed(run: RunContext, variant: VariantSpec, out: Path, meta: dict[str, object]) -> dict[str, Any]:
+    """Full INT8, rank Conv layers by quantisation SQNR, keep the fewest in float that meet the accuracy limit."""
     pre = run.preprocessed(variant.base)
     reference = run.results.get("fp32")
     if reference is None:
@@ -107,3 +128,15 @@ def _mixed(run: RecipeRun, variant: VariantSpec, out: Path, meta: dict[str, obje
         atomic_write_bytes(out, model.read_bytes())
     return {**trial_facts, "kept_float": excluded, "sensitivity_sqnr_db": ranked[:10], "search": trials,
             "selected_on": "WIDER subset (the same data the variant is then scored on)"}
+
+
+#: variant ``kind`` → builder (keys = the recipe schema's ``VariantSpec.kind`` choices)
+BUILDERS: dict[str, Builder] = {
+    "fp32": _fp32,
+    "fp16": _fp16,
+    "dynamic": _dynamic,
+    "ptq": _ptq,
+    "mixed": _mixed,
+    "qnn": _qnn,
+    "qat": _qat,
+}

@@ -11,49 +11,45 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ims_runtime.spec.schema import FatigueWindowSpec
+from ims_runtime.stages.fatigue import LEVEL_EDGES_KSS
 from ims_runtime.toolchain.adapters import ModelAdapter
+from ims_runtime.toolchain.benchmark import cpu_session
+from ims_runtime.toolchain.run_context import RunContext
+from ims_runtime.toolchain.stamps import is_fresh, stamp_key, write_stamp
 
-if TYPE_CHECKING:
-    from ims_runtime.toolchain.runner import RecipeRun
 
-
-def _sequences(run: RecipeRun, which: str) -> tuple[np.ndarray, np.ndarray]:
+def _sequences(run: RunContext, which: str) -> tuple[np.ndarray, np.ndarray]:
     """(inputs (N, 3, T) float32, generator KSS (N,)) for ``cal`` or ``heldout``, cached next to the artefacts."""
-    from ims_runtime.spec.schema import FatigueWindowSpec
-    from ims_runtime.toolchain.fatigue.train import generated
-    from ims_runtime.toolchain.runner import Stamps, _key
+    from ims_runtime.toolchain.fatigue.train import generated  # imports torch: only a cache miss needs it
 
     spec = run.recipe.sequences
     assert spec is not None  # load_recipe checks
     seed, count = ((spec.calibration_seed, spec.calibration_count) if which == "cal"
                    else (spec.heldout_seed, spec.heldout_count))
     cache = run.out / f"sequences_{which}.npz"
-    key = _key("sequences", seed, count, FatigueWindowSpec().model_dump())
-    if not Stamps.fresh(cache, key):
+    key = stamp_key("sequences", seed, count, FatigueWindowSpec().model_dump())
+    if not is_fresh(cache, key):
         sequences, x = generated(count, seed, FatigueWindowSpec())
         with cache.open("wb") as f:
             np.savez(f, x=x.astype(np.float32), kss=np.array([s.kss for s in sequences], np.float32))
-        Stamps.write(cache, key)
+        write_stamp(cache, key)
     with np.load(cache) as data:
         return data["x"], data["kss"]
 
 
 def kss_outputs(model: Path, x: np.ndarray) -> np.ndarray:
     """(N, 3, T) → (N,) KSS-equivalent on ONNX Runtime CPU, one sequence at a time (as the runtime runs it)."""
-    from ims_runtime.toolchain.benchmark import cpu_session
-
     session = cpu_session(model)
     name = session.get_inputs()[0].name
     return np.array([session.run(["kss"], {name: row[None]})[0][0, 0] for row in x], np.float64)
 
 
 def levels(kss: np.ndarray) -> np.ndarray:
-    from ims_runtime.stages.fatigue import LEVEL_EDGES_KSS
-
     return np.searchsorted(LEVEL_EDGES_KSS, kss, side="right")  # the runtime's level_for_kss, vectorised
 
 
@@ -62,17 +58,17 @@ class FatigueAdapter(ModelAdapter):
                ("KSS MAE vs FP32", "kss_mae_vs_fp32", "{kss_mae_vs_fp32:.3f}"),
                ("level accuracy vs truth", "level_accuracy", "{level_accuracy:.4f}"))
 
-    def data_description(self, run: RecipeRun) -> dict[str, Any]:
+    def data_description(self, run: RunContext) -> dict[str, Any]:
         assert run.recipe.sequences is not None
         return {"sequences": run.recipe.sequences.model_dump(), "generator": "ims_runtime.toolchain.fatigue.generator"}
 
-    def calibration_tensors(self, run: RecipeRun) -> np.ndarray:
+    def calibration_tensors(self, run: RunContext) -> np.ndarray:
         return _sequences(run, "cal")[0]
 
-    def export_float(self, run: RecipeRun, base_name: str, weights: Path, out: Path) -> None:
+    def export_float(self, run: RunContext, base_name: str, weights: Path, out: Path) -> None:
         shutil.copyfile(weights, out)  # the project's FP32 model is already the float ONNX
 
-    def evaluate(self, run: RecipeRun, model: Path, reference: Path) -> dict[str, Any]:
+    def evaluate(self, run: RunContext, model: Path, reference: Path) -> dict[str, Any]:
         x, truth = _sequences(run, "heldout")
         pred, ref = kss_outputs(model, x), kss_outputs(reference, x)
         return {"agreement": {"sequences": len(x), "level_agreement": float((levels(pred) == levels(ref)).mean()),
@@ -80,7 +76,7 @@ class FatigueAdapter(ModelAdapter):
                               "kss_max_abs_vs_fp32": float(np.abs(pred - ref).max()),
                               "level_accuracy": float((levels(pred) == levels(truth)).mean())}}
 
-    def within_limit(self, run: RecipeRun, scores: dict[str, Any], reference: dict[str, Any]) -> bool:
+    def within_limit(self, run: RunContext, scores: dict[str, Any], reference: dict[str, Any]) -> bool:
         limit = run.recipe.limits.level_agreement
         return limit is None or scores["agreement"]["level_agreement"] >= limit
 

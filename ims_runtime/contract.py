@@ -1,4 +1,5 @@
-"""The driver-state contract: the typed objects each stage returns and the ``DriverState`` the pipeline assembles.
+"""The published contract: the typed objects each stage returns, the ``DriverState`` the pipeline assembles from
+them, and the service's periodic ``Telemetry``.
 
 One object per boundary, frozen, validating itself on construction (ranges, units in the names):
 
@@ -8,8 +9,9 @@ One object per boundary, frozen, validating itself on construction (ranges, unit
     Distraction, alerts,         │
     availability   (policy)     ─┘
 
-``DriverState`` is built in exactly one place (:meth:`ims_runtime.pipeline.pipeline.Pipeline.process`); the one
-encoder to the wire format, and its inverse for tests and tools, are in :mod:`ims_runtime.messages`. A field that
+``DriverState`` is built in exactly one place (:meth:`ims_runtime.pipeline.pipeline.Pipeline.process`),
+``Telemetry`` in one (:meth:`ims_runtime.telemetry.reporter.TelemetryReporter.message`); the one encoder to the
+wire format, and its inverse for tests and tools, are in :mod:`ims_runtime.messages`. A field that
 is ``None`` means *not known / not computed* (a stage that is off, no face) — never zero or false.
 
 Validation raises :class:`ValueError` naming the field; it costs a few microseconds per frame and catches a
@@ -238,3 +240,45 @@ class DriverState:
     def with_latency(self, **extra_ms: float) -> DriverState:
         """A copy with more latency entries (the service adds ``queue_wait`` and ``capture_to_publish``)."""
         return dataclasses.replace(self, latency_ms={**self.latency_ms, **extra_ms})
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """The ``telemetry`` message (about once a second; docs/messages.md). Service-only parts (``state``,
+    ``spec_sha256``, ``reload``, ``scheduler``, ``budget``) are None outside ``serve``."""
+
+    t_ns: int
+    spec: str
+    uptime_s: float
+    fps_in: float
+    fps_out: float
+    frames_in_total: int
+    frames_out_total: int
+    frames_dropped_total: int
+    publish_dropped_total: int
+    #: per stage: {p50, p95, p99, n} over the last frames, milliseconds
+    latency_ms: dict[str, dict[str, float]]
+    rss_mb: float | None
+    cpu_percent: float | None
+    temperature_c: dict[str, float] | None
+    #: board power in watts (None with ``power_unavailable_reason`` when there is no sensor)
+    power_w: float | None
+    power_source: str | None
+    power_rails_w: dict[str, float] | None
+    power_unavailable_reason: str | None
+    #: per model stage: backend, precision, providers really used
+    stages: dict[str, dict[str, object]]
+    state: str | None = None
+    spec_sha256: str | None = None
+    reload: dict[str, object] | None = None
+    scheduler: dict[str, object] | None = None
+    budget: dict[str, object] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("uptime_s", "fps_in", "fps_out", "frames_in_total", "frames_out_total", "frames_dropped_total",
+                     "publish_dropped_total"):
+            _check_range(name, getattr(self, name), 0, math.inf)
+        for name in ("rss_mb", "cpu_percent", "power_w"):
+            _check_range(name, getattr(self, name), 0, math.inf)
+        if self.power_w is None and self.power_unavailable_reason is None:
+            raise ValueError("power_w is null without power_unavailable_reason")
