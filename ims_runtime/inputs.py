@@ -112,13 +112,6 @@ def json_value(text: str | bytes, max_bytes: int | None = None) -> Any:
         raise InputRejected("malformed", f"not JSON: {exc}") from None
 
 
-def json_object(text: str | bytes, max_bytes: int | None = None) -> dict[str, Any]:
-    value = json_value(text, max_bytes)
-    if not isinstance(value, dict):
-        raise InputRejected("wrong_type", f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 # ---------------------------------------------------------------------------------------------- vehicle speed
 
 
