@@ -139,7 +139,11 @@ def resolve(ref: str, spec_dir: Path | None = None) -> Path:
 
 def check_sha256(path: Path, expected: str | None) -> str:
     """Return the file's sha256; raise ``MODEL_SHA256_MISMATCH`` when the spec pins another one."""
-    actual = paths.sha256_file(path)
+    try:
+        actual = paths.sha256_file(path)
+    except OSError as exc:  # permission denied, a directory named like the model, an I/O error
+        raise errors.IMSError(errors.MODEL_UNREADABLE, f"cannot read model {path}: {exc.strerror or exc}",
+                              "check the file's permissions (the service user must be able to read it)") from exc
     if expected and actual.lower() != expected.lower():
         raise errors.IMSError(errors.MODEL_SHA256_MISMATCH,
                               f"{path} has sha256 {actual[:16]}…, the spec pins {expected[:16]}…",

@@ -50,6 +50,9 @@ def spec_models(spec_paths: list[Path]) -> list[StageModel]:
         except SpecError as exc:
             print(f"skipping {path}: {exc.problems[0]}", file=sys.stderr)
             continue
+        except errors.IMSError as exc:  # missing, a directory, unreadable, not UTF-8
+            print(f"skipping {path}: {exc.message}", file=sys.stderr)
+            continue
         for stage_name, stage in spec.stages:
             model = getattr(stage, "model", None)
             if model:
