@@ -164,3 +164,8 @@ def test_serve_survives_bad_speed_a_stuck_subscriber_a_full_notify_socket_and_a_
             "wrong_topic"} <= set(last["rejected"]), last
     assert any(e.get("event") == "sd_notify_dropped" for e in events), log_text[-3000:]
     assert any(e.get("event") == "reload_failed" for e in events)
+    # the same counts reach the HMI / fleet monitoring through telemetry, not only the log
+    speed_input = telemetry[-1]["speed_input"]
+    assert speed_input["accepted"] > 0 and {"non_finite", "out_of_range", "implausible_time"} <= set(
+        speed_input["rejected"]), speed_input
+    assert telemetry[-1]["notify_dropped_total"] > 0
