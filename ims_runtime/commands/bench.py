@@ -14,7 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from ims_runtime import logs
+from ims_runtime import inputs, logs
+from ims_runtime.atomic import atomic_write_text, check_output_path
 from ims_runtime.bench import machine
 from ims_runtime.bench.runner import (
     BenchConfig,
@@ -38,15 +39,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-spec", type=Path, default=SPECS / "dev-cpu-fp32.yaml",
                    help="the FP32 reference spec (default dev-cpu-fp32)")
     p.add_argument("--input", type=Path, required=True, help="video file (1280x720 footage)")
-    p.add_argument("--frames", type=int, default=200, help="frames per configuration (default 200)")
-    p.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
+    p.add_argument("--frames", type=inputs.cli_number(1, integer=True), default=200,
+                   help="frames per configuration (default 200)")
+    p.add_argument("--threads", type=inputs.cli_list(inputs.cli_number(1, 64, integer=True)), default=[1, 2],
+                   help="comma-separated intra-op thread counts (default 1,2)")
     p.add_argument("--baselines", default="pytorch_eager_fp32,mediapipe_litert",
                    help="comma-separated baselines to include (default both; '' for none)")
     p.add_argument("--no-tracking-row", action="store_true", help="skip the detection-skipping rows")
-    p.add_argument("--detector-sizes", default="",
+    p.add_argument("--detector-sizes", type=inputs.cli_list(inputs.cli_size_px), default=[],
                    help="extra rows of the deployed spec at other detector input sizes, e.g. 480x288,320x192 "
                         "(accuracy against speed: the IoU/ref column)")
-    p.add_argument("--json", type=Path, help="write {machine, results} here")
+    p.add_argument("--json", type=Path, help="write {machine, results} here (atomically: complete or absent)")
     p.set_defaults(func=run)
 
 
@@ -58,7 +61,7 @@ def _swap_in_torch(pipeline) -> list[str]:
 
 
 def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
-    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    threads = args.threads
     configs: list[BenchConfig] = []
     skipped: list[str] = []
     ref_name = f"ours_{args.reference_spec.stem}"
@@ -70,8 +73,7 @@ def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
             configs.append(pipeline_config(f"{dep_name}_t{n}", args.spec, thread_overrides(args.spec, n)))
     # the deployed spec's models with every frame fully detected: what the model variants alone give
     no_tracking = ["stages.face_detector.tracking=null"]
-    for size in [s.strip() for s in args.detector_sizes.split(",") if s.strip()]:
-        w, h = (int(v) for v in size.lower().split("x"))
+    for w, h in args.detector_sizes:
         configs.append(pipeline_config(f"{dep_name}_t1_in{w}x{h}_full", args.spec, thread_overrides(args.spec, 1)
                                        + no_tracking + [f"stages.face_detector.input_size_px=[{w},{h}]"]))
     if not args.no_tracking_row:
@@ -100,6 +102,8 @@ def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure("warning")
+    if args.json:
+        check_output_path(args.json, "--json")  # before minutes of measuring, not after
     configs, skipped = _configs(args)
     info = machine.describe()
     print(f"machine: {info['cpu']} ({info['arch']}), {info['cores']} cores, flags {' '.join(info['flags'])}, "
@@ -117,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
     for note in skipped:
         print(f"skipped: {note}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": info, "input": str(args.input), "frames": len(frames),
-                                         "results": [r.to_dict() for r in results], "skipped": skipped},
-                                        indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps({"machine": info, "input": str(args.input), "frames": len(frames),
+                                                 "results": [r.to_dict() for r in results], "skipped": skipped},
+                                                indent=2) + "\n")
     return 0

@@ -170,9 +170,9 @@ class FaceStateStage:
                          reliable=pred.confidence >= self.spec.min_confidence)
 
     def describe(self) -> dict[str, object]:
-        described = {**self.model.backend.describe(), "precision": self.spec.precision,
-                     "sha256": self.model.model.sha256, "crop_size_px": self.spec.crop_size_px,
-                     "fallbacks": self.backend_skips}
+        model = self.model.model
+        described = {**self.model.backend.describe(), "precision": model.running_precision(self.spec.precision),
+                     "sha256": model.sha256, "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
         if self.eye_model is not None:  # eye-state hook (issue 13)
             described["eye_model"] = {**self.eye_model.backend.describe(), "sha256": self.eye_model.model.sha256}
         return described
