@@ -174,7 +174,7 @@ class FaceStateSpec(ModelStageSpec):
                                   "openness (0..1): the gap is the hysteresis")
     min_confidence: float = Field(0.3, ge=0, le=1, description="below this network confidence (0..1) the face "
                                   "state is reported but marked unreliable")
-    # eye-state hook (issue 13): per-eye openness from the eye-crop model instead of the face-state network
+    # per-eye openness from the eye-crop model instead of the face-state network (docs/eye-state.md)
     eye_model: str | None = Field(None, description="eye-state model on eye crops (catalogue name, file or path, "
                                   "e.g. eye_state_v1): when set, eye openness comes from it instead of the "
                                   "face-state network; null = the face-state network's own eye outputs")

@@ -2,9 +2,10 @@
 
 align (5 landmarks → canonical 112x112 crop, one warpAffine) → the project's own face-state network
 (``models/face_state_v1.onnx``, distilled from MediaPipe FaceMesh and Intel OMZ teachers; see docs/face-state.md)
-→ angles back to the image frame → eyes-closed with hysteresis (per-driver state) → on-road against the policy's
-road zone (``policy.road_zone``, centred on the camera's mounting offset; the policy's own ``on_road`` decides, so
-there is one definition of the zone).
+→ angles back to the image frame → eye openness (from the eye-crop model ``stages/eye_state.py`` when the spec
+names one in ``eye_model``, else the face network's own output) → eyes-closed with hysteresis (per-driver state) →
+on-road against the policy's road zone (``policy.road_zone``, centred on the camera's mounting offset;
+``policy.road_zone.in_road_zone`` decides, so there is one definition of the zone).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class FaceStateStage:
     def __init__(self, spec: FaceStateSpec, model: OpenedModel, road_zone: RoadZoneSpec | None = None,
                  eye_model: EyeStateModel | None = None) -> None:
         self.spec = spec
-        # eye-state hook (issue 13): when set, eye openness comes from the eye-crop model (stages/eye_state.py)
+        # when set, eye openness comes from the eye-crop model (stages/eye_state.py), not the face network
         self.eye_model = eye_model
         self.road_zone = road_zone or RoadZoneSpec()
         self.model = FaceStateModel(model, spec.crop_size_px)
@@ -126,7 +127,7 @@ class FaceStateStage:
                            spec_dir)
         eye_model = None
         try:
-            if spec.eye_model:  # eye-state hook (issue 13): on the same backend chain as the face-state network
+            if spec.eye_model:  # on the same backend chain as the face-state network
                 eye_model = EyeStateModel.open(spec.eye_model, spec.eye_model_sha256, list(spec.backends),
                                                spec_dir)
             return cls(spec, model, road_zone, eye_model)
@@ -160,7 +161,7 @@ class FaceStateStage:
         (g_pitch, g_yaw), (h_yaw, h_pitch, h_roll) = crop_to_image_angles(
             pred.gaze_pitch_yaw_rad, pred.head_yaw_pitch_roll_deg, aligned.roll_deg)
         left, right = pred.eye_open_left_right
-        if self.eye_model is not None:  # eye-state hook (issue 13): the eye-crop model's calibrated openness
+        if self.eye_model is not None:  # the eye-crop model sees closures the face network misses (issue 13)
             left, right = self.eye_model.predict(frame.image_bgr, face.landmarks_px)
         return FaceState(gaze_pitch_rad=g_pitch, gaze_yaw_rad=g_yaw,
                          on_road=in_road_zone(self.road_zone, g_pitch, g_yaw, h_yaw, h_pitch),
@@ -173,7 +174,7 @@ class FaceStateStage:
         model = self.model.model
         described = {**self.model.backend.describe(), "precision": model.running_precision(self.spec.precision),
                      "sha256": model.sha256, "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
-        if self.eye_model is not None:  # eye-state hook (issue 13)
+        if self.eye_model is not None:
             described["eye_model"] = {**self.eye_model.backend.describe(), "sha256": self.eye_model.model.sha256}
         return described
 
