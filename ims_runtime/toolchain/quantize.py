@@ -14,7 +14,7 @@
   as FP16 and cast back to float32 by ONNX Runtime once, at session load (compute stays float32).
 
 Determinism: calibration data come in a fixed order and ORT's calibrators are deterministic, so the same recipe and
-data give byte-identical quantisation parameters (``tests/test_quantize.py`` checks this).
+data give byte-identical quantisation parameters (``tests/toolchain/test_quantize.py`` checks this).
 """
 
 from __future__ import annotations

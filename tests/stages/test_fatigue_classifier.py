@@ -19,7 +19,7 @@ from ims_runtime.stages.fatigue import FatigueClassifier, level_for_kss, rule_ba
 from ims_runtime.temporal.features import TemporalFeatures
 from ims_runtime.toolchain.fatigue.generator import GeneratorConfig, generate, sample_kss
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @pytest.fixture(scope="module")

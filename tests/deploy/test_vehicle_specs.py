@@ -13,7 +13,7 @@ calibrated or trained on) through qcs8255-qnn.yaml and through the same spec wit
   the HTP vs FP32 on the CPU) on 200 held-apart generated windows: KSS within 0.05 (measured max 0.009 over 800),
   and a level may differ only for a KSS within 0.05 of a level boundary.
 * **End to end** (every stage on the HTP vs every stage on the CPU): the detector's landmarks differ by a few
-  quantisation steps (as tests/test_backend_qnn.py documents) and the face-state stage aligns its crop on them,
+  quantisation steps (as tests/backends/test_backend_qnn.py documents) and the face-state stage aligns its crop on them,
   so the crop moves and the angles follow. Per frame: driver box IoU >= 0.85, score within 0.1, landmarks within
   16 px (4 px of the 320x192 detector input at scale 0.25), gaze and head-pose angles within 10 and 12 deg, mean
   over the frames within 6 and 8 deg, eye openness and mouth within 0.1, the same fatigue level. For scale,

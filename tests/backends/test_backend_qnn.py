@@ -255,7 +255,7 @@ def test_model_htp_cannot_place_is_refused_and_the_chain_falls_back(tmp_path: Pa
 def test_replay_with_the_qcs8255_spec_runs_on_htp_and_matches_the_cpu_int8_run(int8_model: Path,
                                                                               tmp_path: Path) -> None:
     """The issue's acceptance run, shortened to 3 frames: `replay --spec deploy/specs/qcs8255-qnn.yaml CLIP`
-    (the detector's part; the whole pipeline is tests/test_vehicle_specs.py)."""
+    (the detector's part; the whole pipeline is tests/deploy/test_vehicle_specs.py)."""
     from ims_runtime import catalog
 
     clip = shared("data", "videos", "video02.mp4")
