@@ -5,6 +5,9 @@ All faces in each image count (not just the driver). Faces shorter than --min-he
 
 Every image is evaluated on its own: the spec's detection skipping (``stages.face_detector.tracking``) would carry
 a tracked face from one unrelated still image into the next, so it is switched off here (and the output says so).
+
+``--part search|report`` scores one half of the deterministic file-name-hash split the optimisation toolchain uses
+(``ims_runtime/eval/data_split.py``): the mixed-precision search decides on ``search``, reports quote ``report``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tqdm import tqdm
 
 from ims_runtime import logs
 from ims_runtime.commands._common import add_spec_args, load
+from ims_runtime.eval.data_split import PARTS, HashSplit
 from ims_runtime.eval.detector_eval import SCORE_FLOOR, evaluate, parse_gt
 from ims_runtime.stages.face_detector import FaceDetector
 
@@ -29,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=Path, required=True, help="folder of the ground truth's images")
     p.add_argument("--gt", type=Path, required=True, help="WIDER-style gt.txt")
     p.add_argument("--min-height-px", type=float, default=16.0, help="smaller faces are ignored (default 16)")
+    p.add_argument("--part", choices=PARTS, help="score only this half of the file-name-hash split "
+                   "(search: what the toolchain's decisions saw; report: what they never saw); default all images")
     p.add_argument("--json", type=Path, help="write the scores as JSON here")
     p.set_defaults(func=run)
 
@@ -45,11 +51,14 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     detector = FaceDetector.from_spec(low, loaded.path.parent)
     gt = parse_gt(args.gt)
+    if args.part:
+        gt = HashSplit().select(gt, args.part, lambda item: item.path)
     with tqdm(total=len(gt), unit="img", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
         scores = evaluate(detector, args.images, gt, args.min_height_px, spec.score_threshold, bar.update)
     detector.close()
-    result = {"spec": loaded.spec.name, "model": detector.describe(), **scores.to_dict()}
-    print(f"images {scores.images}, faces ≥ {args.min_height_px:g} px: {scores.faces_counted}, "
+    result = {"spec": loaded.spec.name, "model": detector.describe(), "part": args.part or "all",
+              **scores.to_dict()}
+    print(f"images {scores.images} ({args.part or 'all'}), faces ≥ {args.min_height_px:g} px: {scores.faces_counted}, "
           f"input {scores.input_size_px[0]}x{scores.input_size_px[1]}")
     print(f"recall@IoU0.5 (score ≥ {spec.score_threshold:g}): {scores.recall_at_threshold:.4f}   "
           f"AP@IoU0.5: {scores.average_precision:.4f}")
