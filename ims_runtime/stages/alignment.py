@@ -83,8 +83,11 @@ def matrix_roll_deg(matrix: np.ndarray) -> float:
 
 
 def align_face(image_bgr: np.ndarray, landmarks_px: np.ndarray, crop_size_px: int = 112,
-               margin_px: int = 0) -> AlignedFace:
+               margin_px: int = 0, out: np.ndarray | None = None) -> AlignedFace:
     """Warp the face to the canonical template: one ``cv2.warpAffine`` to a (S+2m, S+2m) crop.
+
+    ``out``: a (S+2m, S+2m, 3) uint8 array to warp into (the stage reuses one: no per-frame allocation); the
+    returned ``crop_bgr`` is then ``out`` itself.
 
     Grey / NIR frames arrive as three equal channels (see :class:`ims_runtime.types.Frame`); a 2-D grey image is
     accepted too and replicated. Borders are replicated so that faces at the frame edge do not get black bars the
@@ -94,7 +97,10 @@ def align_face(image_bgr: np.ndarray, landmarks_px: np.ndarray, crop_size_px: in
         image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
     matrix = similarity_lstsq(landmarks_px, template_px(crop_size_px, margin_px))
     side = crop_size_px + 2 * margin_px
-    crop = cv2.warpAffine(image_bgr, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if out is not None and (out.shape != (side, side, 3) or out.dtype != np.uint8):
+        raise ValueError(f"out must be a ({side}, {side}, 3) uint8 array, got {out.shape} {out.dtype}")
+    crop = cv2.warpAffine(image_bgr, matrix, (side, side), dst=out, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
     scale = float(math.hypot(matrix[0, 0], matrix[1, 0]))
     return AlignedFace(crop_bgr=crop, matrix=matrix, roll_deg=matrix_roll_deg(matrix), scale=scale)
 

@@ -49,13 +49,17 @@ class Letterboxer:
         self.input_wh_px = input_wh_px
         w, h = input_wh_px
         self._canvas = np.empty((h, w, 3), dtype=np.uint8)
+        self._canvas_f32 = np.empty((h, w, 3), dtype=np.float32)
         self._tensor = np.empty((1, 3, h, w), dtype=np.float32)
         self._mean_u8 = tuple(int(v) for v in MEAN_BGR)
+        self._mean_scalar = (*(float(v) for v in MEAN_BGR), 0.0)
 
     def _to_tensor(self) -> np.ndarray:
-        # HWC uint8 → CHW float32 minus mean, written into the preallocated tensor
-        np.subtract(self._canvas.transpose(2, 0, 1), MEAN_BGR[:, None, None], out=self._tensor[0],
-                    casting="unsafe")
+        # HWC uint8 → HWC float32 minus mean (OpenCV, into a preallocated buffer), then one same-type strided copy
+        # into the CHW tensor the backend has bound. A single numpy ufunc with the uint8 → float32 cast would
+        # allocate its ~32 KiB iteration buffer on every call; this path allocates nothing (as fast, measured).
+        cv2.subtract(self._canvas, self._mean_scalar, dst=self._canvas_f32, dtype=cv2.CV_32F)
+        np.copyto(self._tensor[0], self._canvas_f32.transpose(2, 0, 1))
         return self._tensor
 
     def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
