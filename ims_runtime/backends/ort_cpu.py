@@ -47,6 +47,9 @@ class OrtCpuConfig(BackendConfigBase):
     io_binding: bool = Field(
         True, description="bind the stage's reused input buffer and preallocated outputs once per buffer "
         "(no per-frame allocations; outputs are then reused by the next run with that buffer)")
+    memory_pattern: bool = Field(
+        True, description="ONNX Runtime's memory pattern (enable_mem_pattern): plans one block per input shape "
+        "after the first runs; off allocates each intermediate from the arena (docs/performance.md: less memory)")
     cpu_mem_arena: bool = Field(
         True, description="ONNX Runtime's CPU memory arena (enable_cpu_mem_arena): off returns intermediate "
         "buffers to the allocator after every run (less resident memory, some allocation time per run)")
@@ -95,7 +98,7 @@ def _feeds_key(feeds: dict[str, np.ndarray]) -> tuple | None:
     for name, array in feeds.items():
         if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
             return None
-        key.append((name, array.ctypes.data, array.shape, array.dtype.str))
+        key.append((name, array.__array_interface__["data"][0], array.shape, array.dtype.str))
     return tuple(key)
 
 
@@ -115,6 +118,7 @@ class OrtCpuBackend(Backend):
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.allow_spinning else "0")
         options.log_severity_level = 3
         options.enable_cpu_mem_arena = config.cpu_mem_arena
+        options.enable_mem_pattern = config.memory_pattern
         self._session = load_session(model_path, options)
         self._inputs, self._outputs = describe_io(self._session)
         self._output_names = [o.name for o in self._outputs]

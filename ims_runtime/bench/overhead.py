@@ -37,12 +37,15 @@ class ModelOverhead:
     #: slope of that fit (µs per 1000 input pixels), None for fixed-size models
     per_kpixel_us: float | None = None
     sizes_px: tuple[int, ...] = ()
+    #: median bound run time (µs) at each fitted square side
+    times_us_by_side: dict[int, float] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"model": self.name, "input_shape": list(self.input_shape), "plain_us": self.plain_us,
                 "bound_us": self.bound_us, "plain_over_bound": self.plain_us / self.bound_us,
                 "ratio_spread": list(self.ratio_spread), "fixed_us": self.fixed_us,
-                "per_kpixel_us": self.per_kpixel_us, "fit_sizes_px": list(self.sizes_px)}
+                "per_kpixel_us": self.per_kpixel_us, "fit_sizes_px": list(self.sizes_px),
+                "times_us_by_side": self.times_us_by_side}
 
 
 def _cpu_us(call, runs: int) -> float:
@@ -55,7 +58,7 @@ def _cpu_us(call, runs: int) -> float:
     return statistics.median(times) / 1e3
 
 
-def plain_vs_bound(model: Path, shape: tuple[int, ...], runs: int = 100, rounds: int = 5
+def plain_vs_bound(model: Path, shape: tuple[int, ...], runs: int = 50, rounds: int = 10
                    ) -> tuple[float, float, tuple[float, float]]:
     """(plain µs, bound µs, (min, max) of the per-round ratio) for one input shape, rounds interleaved."""
     plain = OrtCpuBackend(model, OrtCpuConfig(io_binding=False))
@@ -66,9 +69,13 @@ def plain_vs_bound(model: Path, shape: tuple[int, ...], runs: int = 100, rounds:
             plain.run(feed)
             bound.run(feed)
         a, b = [], []
-        for _ in range(rounds):
-            a.append(_cpu_us(lambda: plain.run(feed), runs))
-            b.append(_cpu_us(lambda: bound.run(feed), runs))
+        for round_index in range(rounds):  # ABBA order: a slow spell of the machine hits both alike
+            if round_index % 2 == 0:
+                a.append(_cpu_us(lambda: plain.run(feed), runs))
+                b.append(_cpu_us(lambda: bound.run(feed), runs))
+            else:
+                b.append(_cpu_us(lambda: bound.run(feed), runs))
+                a.append(_cpu_us(lambda: plain.run(feed), runs))
         ratios = [x / y for x, y in zip(a, b)]
         return statistics.median(a), statistics.median(b), (min(ratios), max(ratios))
     finally:
@@ -76,8 +83,11 @@ def plain_vs_bound(model: Path, shape: tuple[int, ...], runs: int = 100, rounds:
         bound.close()
 
 
-def fixed_cost(model: Path, sides_px: tuple[int, ...], runs: int = 40, rounds: int = 3) -> tuple[float, float]:
-    """(intercept µs, µs per 1000 pixels) of the bound run time of a dynamic-size image model vs input pixels."""
+def fixed_cost(model: Path, sides_px: tuple[int, ...], runs: int = 40, rounds: int = 3
+               ) -> tuple[float, float, dict[int, float]]:
+    """(intercept µs, µs per 1000 pixels, median µs per side) of the bound run time of a dynamic-size image model
+    vs input pixels. The run time at the smallest side is an upper bound of the fixed cost, the fit's intercept
+    an estimate of it."""
     backend = OrtCpuBackend(model, OrtCpuConfig(io_binding=True))
     try:
         name = backend.inputs[0].name
@@ -92,22 +102,22 @@ def fixed_cost(model: Path, sides_px: tuple[int, ...], runs: int = 40, rounds: i
         pixels = np.array([s * s for s in sides_px], dtype=np.float64)
         times = np.array([statistics.median(per_size[s]) for s in sides_px])
         slope, intercept = np.polyfit(pixels, times, 1)
-        return float(intercept), float(slope * 1000)
+        return float(intercept), float(slope * 1000), {s: float(t) for s, t in zip(sides_px, times)}
     finally:
         backend.close()
 
 
-def measure_models(models: list[tuple[str, Path, tuple[int, ...], bool]], runs: int = 100,
+def measure_models(models: list[tuple[str, Path, tuple[int, ...], bool]], runs: int = 50,
                    sides_px: tuple[int, ...] = (32, 64, 96, 128, 160, 192)) -> list[ModelOverhead]:
     """``models``: (label, path, input shape, dynamic size?) → one :class:`ModelOverhead` each."""
     out = []
     for label, path, shape, dynamic in models:
         plain, bound, spread = plain_vs_bound(path, shape, runs)
-        fixed = slope = None
+        fixed = slope = by_side = None
         if dynamic:
-            fixed, slope = fixed_cost(path, sides_px)
+            fixed, slope, by_side = fixed_cost(path, sides_px)
         out.append(ModelOverhead(label, shape, plain, bound, spread, fixed, slope,
-                                 sides_px if dynamic else ()))
+                                 sides_px if dynamic else (), by_side))
     return out
 
 
@@ -155,6 +165,10 @@ def overhead_table(rows: list[ModelOverhead]) -> str:
                      f"  {r.ratio_spread[0]:.3f}–{r.ratio_spread[1]:.3f}  "
                      + (f"{r.fixed_us:>10.0f}{r.per_kpixel_us:>8.2f}" if r.fixed_us is not None
                         else f"{'-':>10}{'-':>8}"))
+    for r in rows:
+        if r.times_us_by_side:
+            lines.append(f"{r.name}: bound run µs by square input side: "
+                         + ", ".join(f"{s}px {t:.0f}" for s, t in r.times_us_by_side.items()))
     lines.append("per-thread CPU time per call, medians of interleaved rounds; fixed: intercept of run time vs input "
                  "pixels (the cost a run has at any size: per-node dispatch, executor, Python call). Ratios within "
                  "this run only; absolute µs depend on the machine and its load.")
