@@ -75,3 +75,20 @@ def test_eval_detector_scores_each_part_and_the_parts_add_up(tmp_path, dev_spec_
         assert scores[part]["images"] == len(HashSplit().select(names, part, str))
     assert scores["search"]["images"] + scores["report"]["images"] == len(names)
     assert scores["search"]["faces_counted"] > 100 and scores["report"]["faces_counted"] > 100
+
+
+def test_the_toolchains_wider_scores_read_only_the_asked_part(detector_model):
+    """What the mixed-precision search (``search``) and the report (``report``) score: only their own images."""
+    pytest.importorskip("onnx")
+    from ims_runtime.toolchain.evaluate import wider_scores
+
+    root = shared("data", "widerface_val_subset")
+    gt = parse_gt(root / "gt.txt")
+    split = HashSplit()
+    report = split.select(gt, "report", lambda item: item.path)
+    heights_ok = sum(int(((g.boxes_xyxy_px[:, 3] - g.boxes_xyxy_px[:, 1]) >= 16).sum()) for g in report)
+    scores = wider_scores(detector_model, (640, 384), root, 16.0, 0.6, split, "report")
+    assert scores["part"] == "report" and scores["images"] == len(report) < len(gt)
+    # faces counted are the report images' faces ≥ 16 px (minus invalid / ignore ones), never the search images'
+    assert 0 < scores["faces_counted"] <= heights_ok
+    assert 0 < scores["recall"] <= 1 and 0 < scores["ap"] <= 1
