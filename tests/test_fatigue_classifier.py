@@ -95,7 +95,8 @@ def test_estimate_rises_with_perclos(classifier):
 
 
 def test_runtime_path_does_not_import_torch_or_the_toolchain():
-    code = ("import sys, ims_runtime.pipeline.monitor, ims_runtime.commands.policy_replay, ims_runtime.policy.speed; "
+    code = ("import sys, ims_runtime.pipeline.monitor, ims_runtime.commands.policy_replay, "
+            "ims_runtime.pipeline.vehicle_speed; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('ims_runtime.toolchain')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

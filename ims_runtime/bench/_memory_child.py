@@ -65,8 +65,8 @@ def _model(path: str, shapes: str, arena: str, pattern: str = "1") -> list[tuple
 
 
 def _decoder(path: str, threads: str) -> list[tuple[str, float]]:
-    import numpy  # noqa: F401
     import cv2
+    import numpy  # noqa: F401
 
     steps = [("numpy + OpenCV", rss_mb())]
     params = [cv2.CAP_PROP_N_THREADS, int(threads)] if int(threads) > 0 else []

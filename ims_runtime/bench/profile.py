@@ -77,7 +77,7 @@ class _GcTimer:
         else:
             self.events.append((info["generation"], (time.perf_counter_ns() - self._start_ns) / 1e6))
 
-    def __enter__(self) -> _GcTimer:
+    def __enter__(self) -> _GcTimer:  # noqa: PYI034 (final class, never subclassed)
         gc.callbacks.append(self)
         return self
 
@@ -164,19 +164,19 @@ def run_profile(spec_path: Path, overrides: list[str], frames: list[Frame]) -> d
 
 def profile_text(result: dict[str, Any]) -> str:
     w, c = result["wall_ms"], result["cpu_ms"]
+    kinds = ", ".join(f"{k} {v}" for k, v in result["detector_frames"].items())
     lines = [f"profile of {result['spec']} over {result['frames']} frames",
-             f"per frame: wall p50 {w['p50']:.2f} / p99 {w['p99']:.2f} / max {w['max']:.2f} ms; main-thread CPU "
-             f"p50 {c['p50']:.2f} / p99 {c['p99']:.2f} / max {c['max']:.2f} ms",
-             "detector: " + ", ".join(f"{k} {v}" for k, v in result["detector_frames"].items())
-             + f"; background re-detections merged {result['background_merges']}, waited for "
-               f"{result['merge_waits']} (longest wait {result['merge_wait_ms_max']:.2f} ms); frames with a GC "
-               f"{result['gc_frames']}",
+             (f"per frame: wall p50 {w['p50']:.2f} / p99 {w['p99']:.2f} / max {w['max']:.2f} ms; main-thread CPU "
+              f"p50 {c['p50']:.2f} / p99 {c['p99']:.2f} / max {c['max']:.2f} ms"),
+             (f"detector: {kinds}; background re-detections merged {result['background_merges']}, waited for "
+              f"{result['merge_waits']} (longest wait {result['merge_wait_ms_max']:.2f} ms); frames with a GC "
+              f"{result['gc_frames']}"),
              "", "ten slowest frames (wall):"]
     for r in result["slowest"]:
         lines.append(f"  frame {r['frame']:>5}  {r['wall_ms']:7.2f} ms wall {r['cpu_ms']:7.2f} ms CPU  "
                      f"{r['detector']:<13} {r['reason']}")
-    lines += ["", "Python time per frame by function (cProfile, CPU clock; the profiler inflates call-heavy "
-              "code, read shares):", f"  {'own µs':>8} {'cum µs':>8} {'calls':>6} {'share':>6}  function"]
+    lines += ["", ("Python time per frame by function (cProfile, CPU clock; the profiler inflates call-heavy "
+                   "code, read shares):"), f"  {'own µs':>8} {'cum µs':>8} {'calls':>6} {'share':>6}  function"]
     for f in result["functions"]:
         lines.append(f"  {f['own_us_per_frame']:>8.0f} {f['cum_us_per_frame']:>8.0f} {f['calls_per_frame']:>6.1f} "
                      f"{f['own_share']:>6.1%}  {f['function']}")

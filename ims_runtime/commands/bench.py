@@ -20,7 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-from ims_runtime import errors, logs
+from ims_runtime import errors, inputs, logs
+from ims_runtime.atomic import atomic_write_text, check_output_path
 from ims_runtime.bench import machine
 from ims_runtime.bench.runner import (
     BenchConfig,
@@ -44,12 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference-spec", type=Path, default=SPECS / "dev-cpu-fp32.yaml",
                    help="the FP32 reference spec (default dev-cpu-fp32)")
     p.add_argument("--input", type=Path, help="video file (1280x720 footage); needed by all but --overhead")
-    p.add_argument("--frames", type=int, default=200, help="frames per configuration (default 200)")
-    p.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
+    p.add_argument("--frames", type=inputs.cli_number(1, integer=True), default=200,
+                   help="frames per configuration (default 200)")
+    p.add_argument("--threads", type=inputs.cli_list(inputs.cli_number(1, 64, integer=True)), default=[1, 2],
+                   help="comma-separated intra-op thread counts (default 1,2)")
     p.add_argument("--baselines", default="pytorch_eager_fp32,mediapipe_litert",
                    help="comma-separated baselines to include (default both; '' for none)")
     p.add_argument("--no-tracking-row", action="store_true", help="skip the detection-skipping rows")
-    p.add_argument("--detector-sizes", default="",
+    p.add_argument("--detector-sizes", type=inputs.cli_list(inputs.cli_size_px), default=[],
                    help="extra rows of the deployed spec at other detector input sizes, e.g. 480x288,320x192 "
                         "(accuracy against speed: the IoU/ref column)")
     mode = p.add_mutually_exclusive_group()
@@ -58,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--memory", action="store_true", help="per-component RSS budget and serve's RSS")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="spec override for --profile / --memory (repeatable)")
-    p.add_argument("--json", type=Path, help="write {machine, results} here")
+    p.add_argument("--json", type=Path, help="write {machine, results} here (atomically: complete or absent)")
     p.set_defaults(func=run)
 
 
@@ -70,7 +73,7 @@ def _swap_in_torch(pipeline) -> list[str]:
 
 
 def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
-    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    threads = args.threads
     configs: list[BenchConfig] = []
     skipped: list[str] = []
     ref_name = f"ours_{args.reference_spec.stem}"
@@ -82,8 +85,7 @@ def _configs(args: argparse.Namespace) -> tuple[list[BenchConfig], list[str]]:
             configs.append(pipeline_config(f"{dep_name}_t{n}", args.spec, thread_overrides(args.spec, n)))
     # the deployed spec's models with every frame fully detected: what the model variants alone give
     no_tracking = ["stages.face_detector.tracking=null"]
-    for size in [s.strip() for s in args.detector_sizes.split(",") if s.strip()]:
-        w, h = (int(v) for v in size.lower().split("x"))
+    for w, h in args.detector_sizes:
         configs.append(pipeline_config(f"{dep_name}_t1_in{w}x{h}_full", args.spec, thread_overrides(args.spec, 1)
                                        + no_tracking + [f"stages.face_detector.input_size_px=[{w},{h}]"]))
     if not args.no_tracking_row:
@@ -134,13 +136,14 @@ def _diagnostic(args: argparse.Namespace) -> int:
         result = memory_budget(args.spec, args.input, list(args.set), frames=args.frames)
         print(memory_text(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine.describe(), **result}, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps({"machine": machine.describe(), **result}, indent=2) + "\n")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     logs.configure("warning")
+    if args.json:
+        check_output_path(args.json, "--json")  # before minutes of measuring, not after
     if not args.overhead and args.input is None:
         raise errors.IMSError(errors.SOURCE_NOT_FOUND, "bench needs --input (a video file)",
                               "pass --input $IMS_SHARED_DIR/data/videos/video04.mp4 (only --overhead runs without)")
@@ -166,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
     for note in skipped:
         print(f"skipped: {note}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": info, "input": str(args.input), "frames": len(frames),
-                                         "results": [r.to_dict() for r in results], "skipped": skipped},
-                                        indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps({"machine": info, "input": str(args.input), "frames": len(frames),
+                                                 "results": [r.to_dict() for r in results], "skipped": skipped},
+                                                indent=2) + "\n")
     return 0

@@ -340,7 +340,7 @@ class FaceDetector:
                               landmarks_px=points[i].astype(np.float32)) for i in order]
 
     def describe(self) -> dict[str, object]:
-        info = {**self.backend.describe(), "precision": self.spec.precision, "sha256": self.model_sha256,
+        info = {**self.backend.describe(), "precision": self.model.running_precision(self.spec.precision), "sha256": self.model_sha256,
                 "input_size_px": list(self.spec.input_size_px), "fallbacks": self.backend_skips}
         if self.tracking is not None:
             info["tracking"] = {"full_detections": self.full_detections, "roi_detections": self.roi_detections}

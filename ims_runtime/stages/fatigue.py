@@ -166,8 +166,9 @@ class FatigueStage:
     def describe(self) -> dict[str, object]:
         if self.classifier is None:
             return {"backend": None, "estimator": "rules", "precision": None}
-        return {**self.classifier.backend.describe(), "precision": self.spec.precision,
-                "sha256": self.classifier.model.sha256, "fallbacks": self.backend_skips}
+        model = self.classifier.model
+        return {**self.classifier.backend.describe(), "precision": model.running_precision(self.spec.precision),
+                "sha256": model.sha256, "fallbacks": self.backend_skips}
 
     def close(self) -> None:
         if self.classifier is not None:
