@@ -80,7 +80,8 @@ def test_bench_memory_attributes_serves_rss_to_its_parts(tmp_path, clip, detecto
     data = json.loads(out.read_text())
     parts = {row["part"]: row["delta_mb"] for row in data["imports"]}
     assert parts["numpy"] > 1 and parts["ONNX Runtime"] > 1 and parts["interpreter"] > 1
-    assert [s["session"].split()[0] for s in data["sessions"]] == ["detector", "face-state", "fatigue"]
+    kinds = [s["session"].split()[0] for s in data["sessions"]]
+    assert kinds[:2] == ["detector", "face-state"] and kinds[-1] == "fatigue"
     assert all(s["arena_on"]["after_runs_mb"] > 0 for s in data["sessions"])
     assert data["decoder_mb"]["default_threads"] > 1
     deployed = data["serve"]["as deployed"]["steady_mb"]

@@ -64,15 +64,22 @@ def _spec_sessions(spec_path: Path, overrides: list[str]) -> list[tuple[str, Pat
         fs = spec.stages.face_state
         s = fs.crop_size_px
         sessions.append((f"face-state {fs.model}", catalog.resolve(fs.model, spec_dir), f"1x3x{s}x{s}"))
+        if getattr(fs, "eye_model", None):
+            path = catalog.resolve(fs.eye_model, spec_dir)
+            sessions.append((f"eye-state {fs.eye_model}", path, _input_shape(path, batch=2)))
     fatigue = spec.stages.fatigue
     if fatigue is not None and fatigue.estimator == "model":
-        import onnxruntime as ort
-
         path = catalog.resolve(fatigue.model, spec_dir)
-        shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
-        sessions.append((f"fatigue {fatigue.model}", path,
-                         "x".join(str(d if isinstance(d, int) else 1) for d in shape)))
+        sessions.append((f"fatigue {fatigue.model}", path, _input_shape(path)))
     return sessions
+
+
+def _input_shape(path: Path, batch: int = 1) -> str:
+    """The model's first input shape as ``1x3x...`` with symbolic dimensions set to ``batch`` (the batch axis)."""
+    import onnxruntime as ort
+
+    shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    return "x".join(str(d if isinstance(d, int) else batch) for d in shape)
 
 
 def serve_rss(spec_path: Path, source: Path, overrides: list[str], frames: int,
@@ -143,7 +150,7 @@ def memory_budget(spec_path: Path, source: Path, overrides: list[str], frames: i
         "MALLOC_ARENA_MAX=2": serve_rss(spec_path, source, overrides, frames, env={"MALLOC_ARENA_MAX": "2"}),
         # the first row again: the difference between the two is the run-to-run spread a cut must beat
         "as deployed (repeat)": serve_rss(spec_path, source, overrides, frames),
-        "as deployed, paced at the file's frame rate": serve_rss(spec_path, source, overrides, frames, pace=True),
+        "as deployed, paced at 30 fps": serve_rss(spec_path, source, overrides, frames, pace=True),
     }
     parts = sum(float(r["delta_mb"]) for r in imports) + sum(s["arena_on"]["after_runs_mb"] for s in sessions) \
         + decoder["default_threads"] + (zmq_steps[1][1] - zmq_steps[0][1]) + frame_buffers_mb

@@ -138,6 +138,12 @@ def spec_models(spec) -> list[tuple[str, Path, tuple[int, ...], bool]]:
     if fs is not None:
         s = fs.crop_size_px
         models.append((f"{fs.model} {s}x{s}", catalog.resolve(fs.model), (1, 3, s, s), False))
+        if getattr(fs, "eye_model", None):
+            path = catalog.resolve(fs.eye_model)
+            backend = OrtCpuBackend(path, OrtCpuConfig())
+            shape = tuple(d if isinstance(d, int) else 2 for d in backend.inputs[0].shape)  # both eyes, one batch
+            backend.close()
+            models.append((f"{fs.eye_model} (both eyes)", path, shape, False))
     fatigue = getattr(spec.stages, "fatigue", None)
     if fatigue is not None and getattr(fatigue, "model", None):
         path = catalog.resolve(fatigue.model)
