@@ -79,3 +79,15 @@ def test_detector_and_face_state_allocate_no_frame_or_crop_sized_buffer_per_fram
     # objects and the detector's decoded boxes
     assert max(peaks_b) < 24 * 1024, f"per-frame peak {max(peaks_b)} B"
     assert pipeline.detector.backend.bound_runs > 0 and pipeline.face_state.model.backend.bound_runs > 0
+
+
+def test_warm_up_runs_plainly_and_keeps_no_binding_alive(face_state_model):
+    """A warm-up buffer is thrown away: binding it would keep it and a set of outputs alive for nothing."""
+    backend = OrtCpuBackend(face_state_model, OrtCpuConfig())
+    name = backend.inputs[0].name
+    backend.warmup({name: np.zeros((1, 3, 112, 112), np.float32)}, runs=4)
+    assert backend.bound_runs == 0 and backend.plain_runs == 0  # warm-up bypasses the counted paths
+    buffer = np.zeros((1, 3, 112, 112), np.float32)
+    for _ in range(3):
+        backend.run({name: buffer})
+    assert backend.bound_runs == 1  # the stage's own buffer: bound from its second call on

@@ -159,6 +159,12 @@ class OrtCpuBackend(Backend):
         self.bound_runs += 1
         return bound.outputs
 
+    def warmup(self, feeds: dict[str, np.ndarray], runs: int = 3) -> None:
+        """Plain runs: a warm-up buffer is thrown away afterwards, so binding it would only keep it (and a set of
+        outputs) alive for nothing."""
+        for _ in range(runs):
+            self._session.run(self._output_names, feeds)
+
     def _bind(self, key: tuple, feeds: dict[str, np.ndarray], outputs: list[np.ndarray]) -> None:
         from onnxruntime import OrtValue
 
