@@ -333,6 +333,10 @@ class ServiceSpec(StrictModel):
                               "processing is slower than the camera the oldest is dropped (newest wins)")
     max_fps: float | None = Field(None, gt=0, le=240, description="process at most this many frames per second "
                                   "(frames in between are dropped and counted); null = as fast as frames come")
+    opencv_threads: int = Field(0, ge=0, le=64, description="OpenCV's worker threads for the per-frame resize and "
+                                "warps (cv2.setNumThreads, process-wide); 0 = on the calling thread: the crops are "
+                                "too small to split, and handing them to a pool costs more than it saves and "
+                                "waits on a busy core (docs/performance.md)")
 
 
 class RoadZoneSpec(StrictModel):

@@ -94,7 +94,10 @@ def grey_to_tensor(grey: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     """(N, S, S) uint8 grey → (N, 1, S, S) float32 ``(pixel - 127.5) / 127.5`` (the model's input contract)."""
     if out is None:
         out = np.empty((grey.shape[0], 1, *grey.shape[1:]), np.float32)
-    np.subtract(grey[:, None], 127.5, out=out, casting="unsafe")
+    # OpenCV converts and subtracts in one pass without a temporary (numpy's uint8 → float32 cast would allocate its
+    # ~32 KiB buffer every frame); both arrays are contiguous with the same element order, viewed as 2-D
+    n, h, w = grey.shape
+    cv2.subtract(np.ascontiguousarray(grey).reshape(n * h, w), 127.5, dst=out.reshape(n * h, w), dtype=cv2.CV_32F)
     out *= 1 / 127.5
     return out
 
@@ -139,7 +142,9 @@ class EyeStateModel:
     def predict_crops(self, grey: np.ndarray) -> np.ndarray:
         """(2, S, S) uint8 grey crops → (2,) float32 openness 0..1."""
         out = self.backend.run({self._input_name: grey_to_tensor(grey, self._tensor)})
-        return np.asarray(out[self._output_index], np.float32).reshape(-1)
+        # a copy: the backend's output array is reused by its next run (ort_cpu I/O binding), and callers collect
+        # these per batch
+        return np.array(out[self._output_index], np.float32).reshape(-1)
 
     def predict(self, image: np.ndarray, landmarks_px: np.ndarray) -> tuple[float, float]:
         """Openness of the subject's (left, right) eye, 0 closed … 1 open. The subject's left eye is the one on

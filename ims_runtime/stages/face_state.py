@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ims_runtime.contract import FaceState
@@ -84,15 +85,19 @@ class FaceStateModel:
         names = [o.name for o in self.backend.outputs]
         self._order = [names.index(n) for n in OUTPUT_NAMES]
         mean = model.facts.input_mean_bgr or (self.DEFAULT_MEAN,) * 3
-        self._mean = np.asarray(mean, np.float32)[:, None, None]
+        self._mean_scalar = (*(float(v) for v in mean), 0.0)
         self._scale = np.float32(model.facts.input_scale or self.DEFAULT_SCALE)
+        self._crop_f32 = np.empty((crop_size_px, crop_size_px, 3), np.float32)
         self._tensor = np.empty((1, 3, crop_size_px, crop_size_px), np.float32)
 
     def preprocess(self, crop_bgr: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 BGR → the reused (1, 3, S, S) float32 input, ``(pixel - mean) * scale`` (the model's
-        own ``ims.input_normalisation``: ``(pixel - 127.5) / 127.5`` for the project's exports)."""
-        np.subtract(crop_bgr.transpose(2, 0, 1), self._mean, out=self._tensor[0], casting="unsafe")
-        self._tensor *= self._scale
+        own ``ims.input_normalisation``: ``(pixel - 127.5) / 127.5`` for the project's exports).
+
+        Two passes, no allocation: OpenCV subtracts the mean into a preallocated float32 HWC buffer, then one
+        numpy multiply writes it scaled and transposed into the CHW tensor the backend has bound."""
+        cv2.subtract(crop_bgr, self._mean_scalar, dst=self._crop_f32, dtype=cv2.CV_32F)
+        np.multiply(self._crop_f32.transpose(2, 0, 1), self._scale, out=self._tensor[0])
         return self._tensor
 
     def predict(self, crop_bgr: np.ndarray) -> CropPrediction:
@@ -118,6 +123,8 @@ class FaceStateStage:
         self.road_zone = road_zone or RoadZoneSpec()
         self.model = FaceStateModel(model, spec.crop_size_px)
         self.eyes = EyeClosure(spec.eye_closed_below, spec.eye_open_above)
+        # the aligned crop is warped into this buffer every frame (no per-frame allocation)
+        self._crop = np.empty((spec.crop_size_px, spec.crop_size_px, 3), np.uint8)
 
     @classmethod
     def from_spec(cls, spec: FaceStateSpec, spec_dir: Path | None = None,
@@ -156,7 +163,7 @@ class FaceStateStage:
         if face is None:
             self.reset()
             return None
-        aligned = align_face(frame.image_bgr, face.landmarks_px, self.spec.crop_size_px)
+        aligned = align_face(frame.image_bgr, face.landmarks_px, self.spec.crop_size_px, out=self._crop)
         pred = self.model.predict(aligned.crop_bgr)
         (g_pitch, g_yaw), (h_yaw, h_pitch, h_roll) = crop_to_image_angles(
             pred.gaze_pitch_yaw_rad, pred.head_yaw_pitch_roll_deg, aligned.roll_deg)
