@@ -55,7 +55,7 @@ def test_the_detector_recipe_splits_wider_and_the_toolchain_reads_it():
     from ims_runtime.toolchain.evaluate import wider_split
     from ims_runtime.toolchain.recipe import load_recipe
 
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "deploy" / "recipes" / "detector.yaml")
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "deploy" / "recipes" / "detector.yaml")
     split = wider_split(recipe.evaluation)
     assert split == HashSplit(recipe.evaluation.wider_split.search_share, recipe.evaluation.wider_split.salt)
 
