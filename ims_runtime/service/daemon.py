@@ -22,8 +22,8 @@ import structlog
 import zmq
 
 from ims_runtime import messages
-from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.logs import RateLimited
+from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.pipeline.scheduler import FrameScheduler, ScheduledFrame
 from ims_runtime.pipeline.sources import FrameSource, open_source

@@ -34,9 +34,9 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from ims_runtime.atomic import atomic_write_bytes
 from ims_runtime.toolchain.calibration import TensorCalibrationReader
 from ims_runtime.toolchain.export import set_metadata
-from ims_runtime.atomic import atomic_write_bytes
 
 CalibrationName = Literal["minmax", "entropy", "percentile"]
 CALIBRATION_METHODS: dict[str, CalibrationMethod] = {

@@ -14,8 +14,8 @@ from ims_runtime import catalog, errors, paths
 from ims_runtime.backends import open_chain
 from ims_runtime.backends.ort_cpu import OrtCpuConfig
 from ims_runtime.spec.schema import FatigueStageSpec, FatigueWindowSpec
-from ims_runtime.stages.model import OpenedModel
 from ims_runtime.stages.fatigue import FatigueClassifier, level_for_kss, rule_based_kss
+from ims_runtime.stages.model import OpenedModel
 from ims_runtime.temporal.features import TemporalFeatures
 from ims_runtime.toolchain.fatigue.generator import GeneratorConfig, generate, sample_kss
 
