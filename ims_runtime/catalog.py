@@ -93,12 +93,32 @@ add(Artefact(
 ))
 
 add(Artefact(
+    name="eye_state_v1",
+    filename="eye_state_v1.onnx",
+    description="the project's own eye-state network: two grey 32x32 eye crops (placed from the detector's eye "
+                "landmarks) → calibrated openness per eye, FP32; trained by `ims-opt train eye-state` (distilled "
+                "from Intel OMZ open-closed-eye-0001 and MediaPipe Iris; footage + UTKFace, non-commercial research "
+                "licence: see models/manifest.json)",
+    build_command=None,
+))
+
+add(Artefact(
     name="face_state_v1_int8",
     filename="face_state_v1_int8.onnx",
     description="the face-state network, static QDQ INT8 (u8 activations, s8 per-channel weights), calibrated on "
                 "detector-aligned face crops of video00-02 (deploy/recipes/face-state-opt.yaml, variant "
                 "int8_minmax; docs/optimisation.md)",
     build_command=("ims-opt", "build", "face_state_v1_int8"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
+add(Artefact(
+    name="face_state_v1_int8_qnn",
+    filename="face_state_v1_int8_qnn.onnx",
+    description="the face-state network, INT8 QDQ for Qualcomm HTP (ONNX Runtime's QNN recipe: u8 activations, s8 "
+                "per-channel weights), calibrated on detector-aligned face crops of video00-02; static 1x3x112x112 "
+                "(deploy/recipes/face-state-opt.yaml, variant qnn_w8a8; runs entirely on the HTP simulator)",
+    build_command=("ims-opt", "build", "face_state_v1_int8_qnn"),
     inputs=("retinaface/mobilenet0.25_Final.pth",),
 ))
 
@@ -138,7 +158,11 @@ def resolve(ref: str, spec_dir: Path | None = None) -> Path:
 
 def check_sha256(path: Path, expected: str | None) -> str:
     """Return the file's sha256; raise ``MODEL_SHA256_MISMATCH`` when the spec pins another one."""
-    actual = paths.sha256_file(path)
+    try:
+        actual = paths.sha256_file(path)
+    except OSError as exc:  # permission denied, a directory named like the model, an I/O error
+        raise errors.IMSError(errors.MODEL_UNREADABLE, f"cannot read model {path}: {exc.strerror or exc}",
+                              "check the file's permissions (the service user must be able to read it)") from exc
     if expected and actual.lower() != expected.lower():
         raise errors.IMSError(errors.MODEL_SHA256_MISMATCH,
                               f"{path} has sha256 {actual[:16]}…, the spec pins {expected[:16]}…",

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 from ims_runtime import __version__, errors
+from ims_runtime.atomic import Terminated
 
 #: subcommand modules, in the order ``--help`` lists them
 COMMAND_MODULES = [
@@ -60,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code.exit_code
     except KeyboardInterrupt:
         return 130
+    except Terminated:  # SIGTERM inside raise_on_sigterm(): temporary files are already removed
+        return 128 + signal.SIGTERM
+    except BrokenPipeError:  # the reader of stdout went away (`… | head`): stop quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

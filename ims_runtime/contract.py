@@ -273,6 +273,10 @@ class Telemetry:
     reload: dict[str, object] | None = None
     scheduler: dict[str, object] | None = None
     budget: dict[str, object] | None = None
+    #: vehicle-speed messages accepted and rejected by reason since start (None without a live speed input)
+    speed_input: dict[str, object] | None = None
+    #: sd_notify messages dropped because the notify socket was full or gone, since start
+    notify_dropped_total: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("uptime_s", "fps_in", "fps_out", "frames_in_total", "frames_out_total", "frames_dropped_total",

@@ -36,9 +36,13 @@ class ErrorCode:
 # 5 = the frame source, 6 = the publisher, 7 = an output file, 8 = the environment (an optional extra not installed, a
 # Ray cluster not reachable). 1 is left for unexpected failures (and `fleet-replay`'s regression gate).
 SPEC_NOT_FOUND = ErrorCode("SPEC_NOT_FOUND", ErrorKind.SPEC, False, 2)
+#: the spec path is a directory, not readable (permissions) or not UTF-8 text
+SPEC_UNREADABLE = ErrorCode("SPEC_UNREADABLE", ErrorKind.SPEC, False, 2)
 SPEC_YAML_SYNTAX = ErrorCode("SPEC_YAML_SYNTAX", ErrorKind.SPEC, False, 2)
 SPEC_INVALID = ErrorCode("SPEC_INVALID", ErrorKind.SPEC, False, 2)
 MODEL_NOT_FOUND = ErrorCode("MODEL_NOT_FOUND", ErrorKind.MODEL, False, 3)
+#: the model file exists but cannot be read (permissions, a directory)
+MODEL_UNREADABLE = ErrorCode("MODEL_UNREADABLE", ErrorKind.MODEL, False, 3)
 MODEL_SHA256_MISMATCH = ErrorCode("MODEL_SHA256_MISMATCH", ErrorKind.MODEL, False, 3)
 MODEL_CORRUPT = ErrorCode("MODEL_CORRUPT", ErrorKind.MODEL, False, 3)
 MODEL_CONTRACT = ErrorCode("MODEL_CONTRACT", ErrorKind.MODEL, False, 3)

@@ -26,7 +26,9 @@ def configure(level: str = "info", json_logs: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr is looked up when a logger is made, not captured now: a caller that swaps stderr (a test
+        # harness capturing output, a daemon redirecting it) must not leave loggers writing to a closed file
+        logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
 

@@ -239,7 +239,8 @@ def encode_telemetry(telemetry: Telemetry) -> dict[str, Any]:
     message: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
     for f in fields(Telemetry):
         value = getattr(telemetry, f.name)
-        if f.name in ("state", "spec_sha256", "reload", "scheduler") and value is None:
+        if f.name in ("state", "spec_sha256", "reload", "scheduler", "speed_input", "notify_dropped_total") \
+                and value is None:
             continue
         message[f.name] = value
     return message

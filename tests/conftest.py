@@ -89,6 +89,19 @@ def clip() -> Path:
     return shared("data", "videos", "video01.mp4")
 
 
+@pytest.fixture
+def vehicle_gateway(tmp_path):
+    """A vehicle gateway stand-in: a real ZeroMQ PUB bound on ipc:// → ``(endpoint, socket)``."""
+    import zmq
+
+    endpoint = f"ipc://{tmp_path}/vehicle.sock"
+    socket = zmq.Context.instance().socket(zmq.PUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.bind(endpoint)
+    yield endpoint, socket
+    socket.close(linger=0)
+
+
 def cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``ims-runtime ARGS`` in a subprocess (the real entry point)."""
     return subprocess.run([sys.executable, "-m", "ims_runtime.cli", *args], capture_output=True, text=True,

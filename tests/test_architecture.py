@@ -147,7 +147,7 @@ def test_toolchain_has_no_import_cycle() -> None:
 #: the runtime's layers, lowest first: a module may import its own layer and the ones below, never one above.
 #: Keys are the first name under ``ims_runtime`` (a subpackage or a top-level module; "" = the package itself).
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer) for layer in (
-    {"", "errors", "paths", "atomic", "logs", "types"},        # foundations
+    {"", "errors", "paths", "atomic", "logs", "types", "inputs"},  # foundations
     {"backends", "catalog"},                                   # running one model file; artefacts by name
     {"spec"},                                                  # the deployment spec (uses the backend registry)
     {"temporal", "contract"},                                  # per-frame signals, temporal features; the contract

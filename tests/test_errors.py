@@ -49,3 +49,22 @@ def test_models_command_says_how_to_fix_a_missing_artefact(tmp_path, dev_spec_pa
     # the built artefact lives in the cache; with an empty cache it is missing and the fix is named
     assert result.returncode == 1
     assert "MISSING  retinaface_mnet025_fp32" in result.stdout and "ims-opt export retinaface" in result.stdout
+
+
+def test_logging_follows_the_current_stderr_after_configure(monkeypatch, capsys):
+    """Before: configure() captured the stderr object of the moment; once that was closed (a finished test's
+    capture, a redirected daemon) every later log line raised 'I/O operation on closed file'."""
+    import io
+
+    import structlog
+
+    from ims_runtime import logs
+
+    old = io.StringIO()
+    monkeypatch.setattr("sys.stderr", old)
+    logs.configure("info", json_logs=True)
+    old.close()
+    new = io.StringIO()
+    monkeypatch.setattr("sys.stderr", new)
+    structlog.get_logger("t").warning("still_logging", n=1)
+    assert '"event": "still_logging"' in new.getvalue()

@@ -71,7 +71,10 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Run once. ``feeds`` maps input names to arrays; returns outputs in :attr:`outputs` order."""
+        """Run once. ``feeds`` maps input names to arrays; returns outputs in :attr:`outputs` order.
+
+        The returned arrays may be reused by the backend's next run (``ort_cpu`` binds a stage's reused input
+        buffer to preallocated outputs): decode them at once, copy what is kept across runs."""
 
     def warmup(self, feeds: dict[str, np.ndarray], runs: int = 3) -> None:
         """Run a few times so that lazy allocations and kernel selection happen before the service is ready."""

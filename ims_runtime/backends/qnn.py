@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 import structlog
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from ims_runtime import errors, paths
 from ims_runtime.backends import _cache
@@ -69,6 +69,10 @@ class QnnConfig(BackendConfigBase):
     context_cache: bool = Field(
         True, description="compile once into an EP-context model cached in IMS_CACHE_DIR/qnn_context, keyed by "
         "model sha256, QNN SDK version, soc_model, htp_arch and compile options")
+    fixed_dims: dict[str, PositiveInt] | None = Field(
+        None, description="sizes for the model's symbolic dimensions, e.g. {batch: 1}: HTP compiles static shapes "
+        "only, and a model exported with a dynamic batch is otherwise refused whole (ONNX Runtime's free-dimension "
+        "override, applied before the graph is partitioned; part of the context-cache key)")
     allow_cpu_fallback: bool = Field(
         False, description="let nodes HTP cannot run execute on the CPU in the same session (logged with counts). "
         "Off by default: such a model is refused and the stage's next backend is tried instead")
@@ -139,7 +143,8 @@ def context_key(model_sha256: str, config: QnnConfig) -> _cache.CacheKey:
         model_sha256, "qnn", sdk_version(),
         target={"soc_model": config.soc_model, "htp_arch": config.htp_arch},
         options={"fp16": config.fp16_precision, "opt_mode": config.graph_optimization_mode,
-                 "vtcm_mb": config.vtcm_mb, "allow_cpu_fallback": config.allow_cpu_fallback})
+                 "vtcm_mb": config.vtcm_mb, "allow_cpu_fallback": config.allow_cpu_fallback,
+                 **({"fixed_dims": sorted(config.fixed_dims.items())} if config.fixed_dims else {})})
 
 
 def _session_options(config: QnnConfig, *, disable_fallback: bool, context_out: Path | None = None) -> object:
@@ -150,6 +155,8 @@ def _session_options(config: QnnConfig, *, disable_fallback: bool, context_out: 
     options.intra_op_num_threads = 1  # only CPU-side glue (and fallback nodes, if allowed) runs on the CPU
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1" if disable_fallback else "0")
     options.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    for dim_name, size in (config.fixed_dims or {}).items():
+        options.add_free_dimension_override_by_name(dim_name, size)
     if context_out is not None:
         options.add_session_config_entry("ep.context_enable", "1")
         options.add_session_config_entry("ep.context_file_path", str(context_out))

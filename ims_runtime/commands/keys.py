@@ -13,6 +13,8 @@ from pathlib import Path
 
 import zmq.auth
 
+from ims_runtime import errors
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="create CURVE key pairs for the publisher and its subscribers",
@@ -23,13 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name in args.names:
+        if not name or "/" in name or name.startswith("."):
+            raise errors.IMSError(errors.SPEC_INVALID, f"certificate name {name!r} must be a plain file name",
+                                  "e.g. server hmi")
     old_umask = os.umask(0o077)  # the secret file is never readable by others, not even for a moment
     try:
+        args.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         for name in args.names:
             public_file, secret_file = zmq.auth.create_certificates(args.directory, name)
             os.chmod(public_file, 0o644)  # public: the HMI and the service's clients folder need to read it
             print(f"{name}: public {public_file}, secret {secret_file} (0600)")
+    except OSError as exc:
+        raise errors.IMSError(errors.OUTPUT_UNWRITABLE, f"cannot write certificates to {args.directory}: "
+                              f"{exc.strerror or exc}", "choose a writable directory") from exc
     finally:
         os.umask(old_umask)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ims_runtime import errors, messages
+from ims_runtime import errors, inputs, messages
 from ims_runtime.publish.listen import listen
 
 
@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("endpoint", help="e.g. ipc:///tmp/ims-runtime.sock or tcp://127.0.0.1:5555")
     p.add_argument("--topic", action="append", choices=sorted(messages.TOPICS), default=[],
                    help="only this topic (repeatable; default: all)")
-    p.add_argument("--count", type=int, help="exit after N messages")
-    p.add_argument("--timeout", type=float, help="exit after this many seconds without a message")
+    p.add_argument("--count", type=inputs.cli_number(1, integer=True), help="exit after N messages")
+    p.add_argument("--timeout", type=inputs.cli_number(0.001, 1e6),
+                   help="exit after this many seconds without a message")
     p.add_argument("--pretty", action="store_true", help="indented JSON for a human")
     p.add_argument("--server-key", type=Path, help="CURVE: the service's public certificate (server.key)")
     p.add_argument("--client-key", type=Path, help="CURVE: this subscriber's certificate with its secret key "

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from ims_runtime import errors, messages
+from ims_runtime import errors, inputs, messages
+from ims_runtime.atomic import atomic_output, check_output_path, raise_on_sigterm
 from ims_runtime.commands._common import load
 from ims_runtime.pipeline.monitor import DriverMonitor
-from ims_runtime.policy.speed import ConstantSpeed, SpeedSeries
+from ims_runtime.pipeline.vehicle_speed import ConstantSpeed, SpeedSeries
 from ims_runtime.spec.schema import FatigueStageSpec, PolicySpec, Spec
 from ims_runtime.temporal.signals import FrameSignals
 
@@ -33,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="DOTTED.PATH=VALUE",
                    help="override a spec field (repeatable; needs --spec)")
     speed = p.add_mutually_exclusive_group()
-    speed.add_argument("--speed-kmh", type=float, help="constant vehicle speed, km/h (lines' speed_kmh win)")
+    speed.add_argument("--speed-kmh", type=inputs.cli_number(0.0, inputs.SPEED_KMH_MAX),
+                       help="constant vehicle speed, km/h, 0..400 (lines' speed_kmh win)")
     speed.add_argument("--speed-file", help="speed time series: JSONL {t_ns, speed_kmh} or CSV t_ns,speed_kmh")
-    p.add_argument("--out", help="output JSONL (default: stdout)")
+    p.add_argument("--out", help="output JSONL (default: stdout); written to a temporary file beside it and "
+                   "renamed at the end, so a failed or interrupted run leaves no partial file")
     p.set_defaults(func=run)
 
 
@@ -44,15 +47,16 @@ def default_spec() -> Spec:
 
 
 def read_signals(path: Path) -> Iterator[FrameSignals]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield FrameSignals.from_dict(json.loads(line))
-            except (ValueError, TypeError) as exc:
-                raise errors.IMSError(errors.SOURCE_UNREADABLE, f"{path}:{number}: {exc}",
-                                      "see `ims-runtime policy-replay --help` for the line format") from exc
+    """Each non-blank line as :class:`FrameSignals`; a line that is not JSON, not UTF-8 or has a bad value is a
+    coded error naming ``file:line`` (a replay must not guess)."""
+    for number, line in inputs.text_lines(path, "signals file"):
+        if not line.strip():
+            continue
+        try:
+            yield FrameSignals.from_dict(inputs.json_value(line))
+        except inputs.InputRejected as exc:
+            raise inputs.file_error(path, number, exc,
+                                    hint="see `ims-runtime policy-replay --help` for the line format") from exc
 
 
 def replay(signals: Path, out: TextIO, spec: Spec, spec_dir: Path | None = None,
@@ -78,10 +82,14 @@ def replay(signals: Path, out: TextIO, spec: Spec, spec_dir: Path | None = None,
             written += 1
     finally:
         monitor.close()
+    if written == 0:  # an empty replay is not a result (and must not leave an empty --out behind)
+        raise errors.IMSError(errors.SOURCE_UNREADABLE, f"{signals}: no signal lines",
+                              "see `ims-runtime policy-replay --help` for the line format")
     return written
 
 
 def run(args: argparse.Namespace) -> int:
+    # every input and output is checked before any work starts
     if args.spec:
         loaded = load(args)  # a SpecError is an IMSError: one line naming the problems, exit 2
         spec, spec_dir = loaded.spec, loaded.path.resolve().parent
@@ -89,12 +97,11 @@ def run(args: argparse.Namespace) -> int:
         if args.set:
             raise errors.IMSError(errors.SPEC_INVALID, "--set needs --spec")
         spec, spec_dir = default_spec(), None
-    path = Path(args.signals)
-    if not path.is_file():
-        raise errors.IMSError(errors.SOURCE_NOT_FOUND, f"signals file {path} does not exist")
-    speed_file = Path(args.speed_file) if args.speed_file else None
+    path = inputs.check_readable_file(Path(args.signals), "signals file")
+    speed_file = inputs.check_readable_file(Path(args.speed_file), "speed file") if args.speed_file else None
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
+        out = check_output_path(Path(args.out), "--out")
+        with raise_on_sigterm(), atomic_output(out) as handle:
             n = replay(path, handle, spec, spec_dir, args.speed_kmh, speed_file)
         print(f"wrote {n} lines to {args.out}", file=sys.stderr)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ims_runtime import logs
+from ims_runtime import inputs, logs
 from ims_runtime.commands._common import add_spec_args, load
 from ims_runtime.service.daemon import ServeOptions, Service
 
@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop", action="store_true", default=None, help="restart a file source at its end")
     p.add_argument("--no-pace", action="store_true", help="process file sources as fast as possible "
                    "(default: at their frame rate, like a camera)")
-    p.add_argument("--max-frames", type=int, help="stop after N frames (testing)")
+    p.add_argument("--max-frames", type=inputs.cli_number(1, integer=True),
+                   help="stop after N frames (testing; N >= 1)")
     p.add_argument("--sysfs-root", default="/sys", help="where power and thermal probes read sysfs (testing "
                    "against recorded trees; default /sys)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -18,7 +18,7 @@ import time
 
 import zmq
 
-from ims_runtime import messages
+from ims_runtime import inputs, messages
 from ims_runtime.commands._common import add_spec_args
 from ims_runtime.telemetry.soak import analyse
 
@@ -28,8 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     add_spec_args(p)
     p.add_argument("--source", required=True, help="video file or image folder, looped")
-    p.add_argument("--minutes", type=float, default=60.0, help="how long to run (default 60)")
-    p.add_argument("--warmup-s", type=float, default=20.0, help="ignored at the start (allocator settling)")
+    p.add_argument("--minutes", type=inputs.cli_number(0.01, 100000.0), default=60.0,
+                   help="how long to run (default 60)")
+    p.add_argument("--warmup-s", type=inputs.cli_number(0.0, 100000.0), default=20.0,
+                   help="ignored at the start (allocator settling)")
     p.add_argument("--paced", action="store_true", help="at the recording's frame rate (default: as fast as "
                    "possible, the harder test)")
     p.set_defaults(func=run)

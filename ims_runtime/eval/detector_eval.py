@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ims_runtime import errors
+from ims_runtime import errors, inputs
 from ims_runtime.stages._retinaface_decode import iou_xyxy
 from ims_runtime.stages.face_detector import FaceDetector
 from ims_runtime.types import Frame
@@ -36,28 +36,66 @@ class GroundTruthImage:
     subsets: list[str]
     invalid: np.ndarray  # (M,) bool
 
+    def counted(self, min_height_px: float) -> np.ndarray:
+        """(M,) bool: the faces that count (valid, not 'ignore', at least ``min_height_px`` tall)."""
+        heights = self.boxes_xyxy_px[:, 3] - self.boxes_xyxy_px[:, 1]
+        return (~self.invalid) & (heights >= min_height_px) & np.array([s != "ignore" for s in self.subsets],
+                                                                        dtype=bool).reshape(-1)
+
+
+def _gt_box(fields: list[str]) -> list[float]:
+    """``x y w h`` as finite pixels with w, h ≥ 0 (via the input boundary), as x1 y1 x2 y2."""
+    if len(fields) < 4:
+        raise inputs.InputRejected("malformed", f"expected 'x y w h ...', got {' '.join(fields)!r}")
+    try:
+        x, y, w, h = (float(v) for v in fields[:4])
+    except ValueError:
+        raise inputs.InputRejected("malformed", f"x y w h must be numbers, got {' '.join(fields[:4])!r}") from None
+    x, y = inputs.finite_number(x, "x"), inputs.finite_number(y, "y")
+    w, h = inputs.finite_number(w, "w", 0.0, None), inputs.finite_number(h, "h", 0.0, None)
+    return [x, y, x + w, y + h]
+
 
 def parse_gt(path: Path) -> list[GroundTruthImage]:
-    """Parse a WIDER-style ``gt.txt``; raise SOURCE_UNREADABLE naming the line on a format error."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    """Parse a WIDER-style ``gt.txt``; raise SOURCE_UNREADABLE naming the line on a format error, and when the
+    file lists no image (an empty ground truth would score AP 0 and look like a result)."""
+    lines = inputs.read_text(Path(path), "ground-truth file").splitlines()
     images: list[GroundTruthImage] = []
     i = 0
+    hint = "expected WIDER format: path, count, then count lines 'x y w h blur occlusion invalid subset'"
     try:
         while i < len(lines):
             if not lines[i].strip():
                 i += 1
                 continue
             name = lines[i].strip()
-            count = int(lines[i + 1])
-            rows = [lines[i + 2 + k].split() for k in range(count)]
-            boxes = np.array([[float(r[0]), float(r[1]), float(r[0]) + float(r[2]), float(r[1]) + float(r[3])]
-                              for r in rows], dtype=np.float64).reshape(-1, 4)
-            images.append(GroundTruthImage(name, boxes, [r[7] if len(r) > 7 else "unknown" for r in rows],
-                                           np.array([len(r) > 6 and r[6] == "1" for r in rows], dtype=bool)))
-            i += 2 + max(count, 0)
-    except (ValueError, IndexError) as exc:
-        raise errors.IMSError(errors.SOURCE_UNREADABLE, f"{path}: bad ground truth near line {i + 1}: {exc}",
-                              "expected WIDER format: path, count, then count lines 'x y w h ... subset'") from exc
+            if i + 1 >= len(lines):
+                raise inputs.InputRejected("missing_field", f"image {name!r} has no face-count line")
+            i += 1
+            try:
+                count = int(lines[i])
+            except ValueError:
+                raise inputs.InputRejected("malformed", f"face count must be a whole number, got "
+                                           f"{lines[i].strip()!r}") from None
+            if count < 0:
+                raise inputs.InputRejected("out_of_range", f"face count must be >= 0, got {count}")
+            boxes, subsets, invalid = [], [], []
+            for _ in range(count):
+                i += 1
+                if i >= len(lines):
+                    raise inputs.InputRejected("missing_field", f"image {name!r} lists {count} faces, the file "
+                                               "ends before")
+                row = lines[i].split()
+                boxes.append(_gt_box(row))
+                subsets.append(row[7] if len(row) > 7 else "unknown")
+                invalid.append(len(row) > 6 and row[6] == "1")
+            images.append(GroundTruthImage(name, np.array(boxes, dtype=np.float64).reshape(-1, 4), subsets,
+                                           np.array(invalid, dtype=bool)))
+            i += 1
+    except inputs.InputRejected as exc:
+        raise inputs.file_error(path, i + 1, exc, hint=hint) from exc
+    if not images:
+        raise errors.IMSError(errors.SOURCE_UNREADABLE, f"{path}: the ground truth lists no image", hint)
     return images
 
 
@@ -140,9 +178,7 @@ def evaluate(detector: FaceDetector, images_dir: Path, gt: list[GroundTruthImage
         faces = detector.detect(Frame(index, 0, image, path.name)).faces
         det = np.array([f.box_xyxy_px for f in faces], dtype=np.float64).reshape(-1, 4)
         sc = np.array([f.score for f in faces], dtype=np.float64)
-        heights = item.boxes_xyxy_px[:, 3] - item.boxes_xyxy_px[:, 1]
-        counted = (~item.invalid) & (heights >= min_height_px) & np.array([s != "ignore" for s in item.subsets],
-                                                                          dtype=bool).reshape(-1)
+        counted = item.counted(min_height_px)
         outcome, matched = _match(det, item.boxes_xyxy_px, counted)
         keep = outcome >= 0
         all_scores.append(sc[keep])

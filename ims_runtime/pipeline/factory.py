@@ -16,7 +16,7 @@ def build_pipeline(loaded: LoadedSpec, live_speed: bool = False) -> Pipeline:
     """``live_speed``: subscribe to the vehicle speed (serve); replay runs with the speed unknown."""
     speed: SpeedProvider | None = None
     if live_speed and loaded.spec.policy is not None:
-        from ims_runtime.policy.speed import SpeedSubscriber
+        from ims_runtime.pipeline.vehicle_speed import SpeedSubscriber
 
         cfg = loaded.spec.policy.speed
         speed = SpeedSubscriber(cfg.endpoint, cfg.topic, cfg.stale_after_s)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+import cv2
+
 from ims_runtime.contract import DriverState, FaceObservation, FaceState, StageBackend
 from ims_runtime.pipeline.monitor import DriverMonitor
 from ims_runtime.spec import Spec
@@ -76,6 +78,8 @@ class Pipeline:
 
     def __init__(self, spec: Spec, spec_dir: Path | None = None, speed: SpeedProvider | None = None) -> None:
         self.spec = spec
+        # process-wide: OpenCV's thread pool for the letterbox / crop / alignment warps (0 = the calling thread)
+        cv2.setNumThreads(spec.service.opencv_threads)
         #: vehicle speed (the service's ZeroMQ subscriber); None = unknown, the policy's unknown_speed decides
         self.speed = speed
         self.face_state: FaceStateStage | None = None

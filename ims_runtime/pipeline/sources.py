@@ -115,6 +115,11 @@ class ImageFolderSource(FrameSource):
         if not self.files:
             raise errors.IMSError(errors.SOURCE_UNREADABLE, f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                                   f"in {self.folder}")
+        # like a video's first frame: fail now if nothing decodes, instead of "succeeding" with zero frames
+        if not any(cv2.haveImageReader(str(p)) and cv2.imread(str(p), cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+                   for p in self.files):
+            raise errors.IMSError(errors.SOURCE_UNREADABLE, f"none of the {len(self.files)} image files in "
+                                  f"{self.folder} can be decoded", "check the files (truncated or not images?)")
         self._fps = float(fps or 10.0)
         self.grey = grey
         self.loop = loop

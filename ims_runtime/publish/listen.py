@@ -10,7 +10,7 @@ from typing import TextIO
 
 import zmq
 
-from ims_runtime import messages
+from ims_runtime import errors, messages
 from ims_runtime.publish.security import client_socket_options
 
 
@@ -29,7 +29,12 @@ def listen(endpoint: str, topics: list[str], out: TextIO = sys.stdout, count: in
         client_socket_options(sub, *curve_keys)
     for topic in topics or [""]:
         sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
-    sub.connect(endpoint)
+    try:
+        sub.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sub.close(0)
+        raise errors.IMSError(errors.PUBLISH_ENDPOINT_INVALID, f"cannot connect to {endpoint}: {exc}",
+                              "e.g. ipc:///tmp/ims-runtime.sock or tcp://127.0.0.1:5555") from exc
     poller = zmq.Poller()
     poller.register(sub, zmq.POLLIN)
     printed = 0
@@ -42,7 +47,12 @@ def listen(endpoint: str, topics: list[str], out: TextIO = sys.stdout, count: in
                 waited_ms += 100
                 continue
             waited_ms = 0
-            topic, message = messages.decode(sub.recv_multipart())
+            parts = sub.recv_multipart()
+            try:
+                topic, message = messages.decode(parts)
+            except (ValueError, RecursionError) as exc:  # not an ims-runtime message (another publisher?)
+                print(f"skipped a message that is not [topic, JSON]: {str(exc)[:120]}", file=sys.stderr)
+                continue
             record = {"topic": topic, "message": message}
             out.write(json.dumps(record, indent=2 if pretty else None) + "\n")
             out.flush()

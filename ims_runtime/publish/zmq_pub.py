@@ -39,6 +39,13 @@ class Publisher:
         self.endpoint = endpoint
         self.curve = curve
         self._context = context or zmq.Context.instance()
+        ipc_path = Path(endpoint.removeprefix("ipc://")) if endpoint.startswith("ipc://") else None
+        if ipc_path is not None and ipc_path.is_dir():  # ZeroMQ would say "address in use", which misleads
+            raise errors.IMSError(errors.PUBLISH_ENDPOINT_INVALID, f"{endpoint}: {ipc_path} is a directory",
+                                  "give publish.endpoint a socket file name, e.g. ipc:///run/ims-runtime/ims.sock")
+        if ipc_path is not None and not ipc_path.parent.is_dir():
+            raise errors.IMSError(errors.PUBLISH_ENDPOINT_INVALID, f"{endpoint}: directory {ipc_path.parent} "
+                                  "does not exist", "create it or fix publish.endpoint")
         if endpoint.startswith("ipc://") and _ipc_in_use(endpoint):
             raise errors.IMSError(errors.PUBLISH_ENDPOINT_IN_USE, f"{endpoint} is already in use by another "
                                   "process", "stop the other ims-runtime or set publish.endpoint")

@@ -32,10 +32,30 @@ class ReplaySummary:
     wall_s: float = 0.0
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     out_path: str | None = None
+    #: per model stage, what it really ran on (the stage's ``describe()``: backend, precision, device, node
+    #: placement, compiled-context cache status, fallbacks)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "frames_with_face": self.frames_with_face, "wall_s": self.wall_s,
-                "latency_ms": self.latency_ms, "out": self.out_path}
+                "latency_ms": self.latency_ms, "out": self.out_path, "stages": self.stages}
+
+    def backend_lines(self) -> list[str]:
+        """One line per model stage: ``face_state  qnn_htp  int8  htp-simulator  nodes QNNExecutionProvider=141
+        context hit`` (fields the backend does not report are left out)."""
+        lines = []
+        for stage, info in self.stages.items():
+            parts = [f"{stage:<16}", str(info.get("backend")), str(info.get("precision"))]
+            if info.get("device"):
+                parts.append(str(info["device"]))
+            if info.get("nodes_by_ep"):
+                parts.append("nodes " + " ".join(f"{ep}={n}" for ep, n in info["nodes_by_ep"].items()))
+            if info.get("context_cache"):
+                parts.append(f"context {info['context_cache']}")
+            if info.get("fallbacks"):
+                parts.append("after fallback from " + ", ".join(str(f.get("backend")) for f in info["fallbacks"]))
+            lines.append("  ".join(parts))
+        return lines
 
     def table(self) -> str:
         lines = [f"frames: {self.frames}   with a face: {self.frames_with_face}   wall: {self.wall_s:.2f} s"
@@ -43,6 +63,8 @@ class ReplaySummary:
                  f"{'stage':<16}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"]
         for stage, row in self.latency_ms.items():
             lines.append(f"{stage:<16}{row['p50']:>10.2f}{row['p95']:>10.2f}{row['p99']:>10.2f}")
+        if self.stages:
+            lines += ["backends:", *self.backend_lines()]
         return "\n".join(lines)
 
 
@@ -86,4 +108,5 @@ def run_replay(pipeline: Pipeline, source: FrameSource, out_path: Path | None = 
             bar.update(1)
     summary.wall_s = time.monotonic() - started
     summary.latency_ms = window.percentiles()
+    summary.stages = pipeline.describe()
     return summary

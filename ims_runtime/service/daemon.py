@@ -22,8 +22,8 @@ import structlog
 import zmq
 
 from ims_runtime import messages
-from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.logs import RateLimited
+from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.pipeline.scheduler import FrameScheduler, ScheduledFrame
 from ims_runtime.pipeline.sources import FrameSource, open_source
@@ -165,7 +165,9 @@ class Service:
             state=self.state, spec_sha256=self.spec_sha256,
             reload=self.reloader.last.as_telemetry(self.reloader.count) if self.reloader.last else None,
             scheduler={"queue_frames": spec.service.queue_frames, "max_fps": spec.service.max_fps,
-                       "paced": self.scheduler.pace_fps is not None})
+                       "paced": self.scheduler.pace_fps is not None},
+            speed_input=self.pipeline.speed.stats() if hasattr(self.pipeline.speed, "stats") else None,
+            notify_dropped_total=self.notifier.dropped)
         telemetry = dataclasses.replace(telemetry, budget=check_budget(spec.budget, telemetry))
         for violation in (telemetry.budget or {}).get("violations", []):
             self.budget_warnings.warning(f"budget_violated.{violation['metric']}", **violation)

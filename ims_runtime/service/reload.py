@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ims_runtime import errors
-from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.paths import sha256_file
+from ims_runtime.pipeline.factory import build_pipeline
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.spec import LoadedSpec, load_spec
 

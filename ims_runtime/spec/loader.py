@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ims_runtime import errors
+from ims_runtime import errors, inputs
 from ims_runtime.spec.schema import Spec
 
 
@@ -116,17 +116,28 @@ def parse_overrides(items: list[str] | None) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise SpecError(errors.SPEC_INVALID, "--set", [SpecProblem(item, 0, "expected dotted.path=value")])
         key, text = item.split("=", 1)
-        parsed.append((key.strip(), yaml.safe_load(text) if text.strip() else None))
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise SpecError(errors.SPEC_INVALID, "--set", [SpecProblem(item, 0, "expected dotted.path=value")])
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except RecursionError:
+            raise SpecError(errors.SPEC_INVALID, "--set", [SpecProblem(key, 0, "value nested too deeply")]) from None
+        except yaml.YAMLError as exc:  # not YAML, or a tag the safe loader refuses (!!python/object, !custom)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SpecError(errors.SPEC_INVALID, "--set", [SpecProblem(
+                key, 0, f"value {text!r} is not a plain YAML value: {problem}")]) from exc
+        parsed.append((key, value))
     return parsed
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpec:
     """Read, override and validate a spec; raise :class:`SpecError` listing every problem."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise errors.IMSError(errors.SPEC_NOT_FOUND, f"spec file {path} does not exist",
                               "pass an existing YAML file, e.g. deploy/specs/dev-cpu.yaml")
-    text = path.read_text(encoding="utf-8")
+    text = inputs.read_text(path, "spec file", errors.SPEC_NOT_FOUND, errors.SPEC_UNREADABLE)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -136,6 +147,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpe
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(errors.SPEC_YAML_SYNTAX, path, [SpecProblem("(yaml)", line, f"YAML syntax: {problem}")]) \
             from exc
+    except RecursionError:  # "[[[[…" thousands deep: the parser recurses per level
+        raise SpecError(errors.SPEC_YAML_SYNTAX, path, [SpecProblem("(yaml)", None, "nested too deeply to be a "
+                                                                    "spec")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -154,7 +168,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpe
         for err in exc.errors():
             loc = _clean_loc(tuple(err["loc"]))
             dotted = _dotted(loc)
-            if any(dotted == o or dotted.startswith(o + ".") for o in overridden):
+            # an error at, inside or *above* an overridden path is the override's (a misspelled --set key
+            # is reported at its first unknown part), not a line of the file
+            if any(dotted == o or dotted.startswith(o + ".") or o.startswith(dotted + ".") for o in overridden):
                 line: int | None = 0
             else:
                 node = _node_at(root, loc)

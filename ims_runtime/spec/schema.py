@@ -14,6 +14,30 @@ from ims_runtime.backends import config_union
 
 BackendSpec = config_union()
 
+#: largest frame side a source may ask for, pixels (beyond any cabin camera; a frame is w×h×3 bytes)
+MAX_FRAME_SIDE_PX = 8192
+#: largest detector network input side, pixels (the input tensor and the anchors grow with w×h)
+MAX_NETWORK_INPUT_PX = 4096
+#: most time bins the fatigue ring buffer may hold (600 s at 5 ms)
+MAX_WINDOW_BINS = 120_000
+
+
+def check_endpoint(value: str) -> str:
+    """``ipc://PATH`` (a path) or ``tcp://HOST:PORT`` with a port 1..65535 — ZeroMQ silently binds *another*
+    port for 99999 (port modulo 65536), and ``*`` picks a random one nobody can connect to."""
+    if value.startswith("ipc://"):
+        if not value.removeprefix("ipc://"):
+            raise ValueError("an ipc:// endpoint needs a socket path, e.g. ipc:///run/ims-runtime/ims.sock")
+        return value
+    if not value.startswith("tcp://"):
+        raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
+    host, sep, port = value.removeprefix("tcp://").rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"a tcp:// endpoint needs HOST:PORT, e.g. tcp://127.0.0.1:5555; got {value!r}")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"port must be a number 1..65535, got {port!r} in {value!r}")
+    return value
+
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -25,21 +49,27 @@ class SourceSpec(StrictModel):
     kind: Literal["video", "images", "camera"] = Field(
         "video", description="video file, folder of images (sorted by name), or camera device")
     path: str | None = Field(None, description="video file or image folder; camera: device path such as /dev/video0")
-    device_index: int | None = Field(None, ge=0, description="camera: OpenCV device index instead of a path")
-    width_px: int | None = Field(None, gt=0, description="camera: requested capture width in pixels")
-    height_px: int | None = Field(None, gt=0, description="camera: requested capture height in pixels")
+    device_index: int | None = Field(None, ge=0, le=255, description="camera: OpenCV device index instead of a "
+                                     "path (0..255: V4L2 numbers its devices below 256)")
+    width_px: int | None = Field(None, gt=0, le=MAX_FRAME_SIDE_PX, description="camera: requested capture width "
+                                 "in pixels (at most 8192: beyond any cabin camera, and a frame is w×h×3 bytes)")
+    height_px: int | None = Field(None, gt=0, le=MAX_FRAME_SIDE_PX, description="camera: requested capture "
+                                  "height in pixels (at most 8192, as the width)")
     fps: float | None = Field(None, gt=0, le=240, description="frames per second; video: overrides the file's "
                               "rate for timestamps; images: the rate timestamps assume (default 10)")
     color: Literal["bgr", "grey"] = Field(
         "bgr", description="grey imitates a monochrome NIR cabin camera (frames are converted on capture)")
     loop: bool = Field(False, description="restart a video or image folder at its end (serve only)")
-    reconnect_backoff_s: tuple[float, float] = Field(
-        (0.5, 8.0), description="camera: first and maximum wait between reopen attempts, seconds")
+    reconnect_backoff_s: tuple[Annotated[float, Field(ge=0.01, le=60)], Annotated[float, Field(ge=0.01, le=60)]] \
+        = Field((0.5, 8.0), description="camera: first and maximum wait between reopen attempts, seconds "
+                "(0.01..60 each: shorter spins the capture thread, longer outlasts the watchdog's patience)")
 
     @model_validator(mode="after")
     def _camera_needs_a_device(self) -> SourceSpec:
         if self.kind == "camera" and self.path is None and self.device_index is None:
             raise ValueError("a camera source needs `path` (e.g. /dev/video0) or `device_index`")
+        if self.reconnect_backoff_s[0] > self.reconnect_backoff_s[1]:
+            raise ValueError("reconnect_backoff_s must be (first, maximum) with first <= maximum")
         return self
 
 
@@ -66,9 +96,10 @@ class ModelStageSpec(StrictModel):
                                description="if set, the model file must have this sha256 (checked at load)")
     precision: Literal["fp32", "fp16", "int8", "int8_mixed", "int16"] = Field(
         "fp32", description="what the model file holds; reported in telemetry")
-    backends: Annotated[list[BackendSpec], Field(min_length=1)] = Field(  # type: ignore[valid-type]
+    backends: Annotated[list[BackendSpec], Field(min_length=1, max_length=8)] = Field(  # type: ignore[valid-type]
         default_factory=lambda: [{"type": "ort_cpu"}],
-        description="ordered fallback list: the first backend that opens is used")
+        description="ordered fallback list: the first backend that opens is used (1..8 entries: there are "
+                    "three backend types, each tried once with a few option sets at most)")
 
 
 class TrackingSpec(StrictModel):
@@ -103,16 +134,19 @@ class DetectorSpec(ModelStageSpec):
 
     model: str = "retinaface_mnet025_fp32"
     input_size_px: tuple[int, int] = Field(
-        (640, 384), description="network input width, height in pixels (multiples of 32); frames are letterboxed")
+        (640, 384), description="network input width, height in pixels (multiples of 32, 32..4096 each: the "
+        "input tensor and RetinaFace's anchors grow with w×h — 32000x32000 would allocate 11 GiB — and no cabin "
+        "camera frame is larger than 4096 px); frames are letterboxed")
     score_threshold: float = Field(0.6, gt=0, lt=1, description="minimum face score (0..1)")
     nms_iou_threshold: float = Field(0.4, gt=0, lt=1, description="IoU above which overlapping boxes are merged")
     max_faces: int = Field(50, ge=1, le=1000, description="at most this many faces kept per frame")
-    min_face_height_px: float = Field(0.0, ge=0, description="driver choice ignores faces smaller than this "
-                                      "(frame pixels)")
+    min_face_height_px: float = Field(0.0, ge=0, le=MAX_FRAME_SIDE_PX, description="driver choice ignores "
+                                      "faces smaller than this (frame pixels; at most a frame's side)")
     driver_region: RegionSpec = Field(default_factory=RegionSpec,
                                       description="the driver's face is the largest one whose centre is inside")
     driver_switch_ratio: float = Field(
-        1.5, ge=1, description="keep the previous driver unless another face is this many times larger (area)")
+        1.5, ge=1, le=100, description="keep the previous driver unless another face is this many times larger "
+        "(area ratio, 1..100: above 100 the driver could never change)")
     tracking: TrackingSpec | None = Field(None, description="detection skipping with tracking of the driver's "
                                           "face; null = full-frame detection on every frame")
 
@@ -121,6 +155,9 @@ class DetectorSpec(ModelStageSpec):
     def _multiple_of_32(cls, value: tuple[int, int]) -> tuple[int, int]:
         if any(v <= 0 or v % 32 for v in value):
             raise ValueError(f"input_size_px must be positive multiples of 32 (width, height), got {list(value)}")
+        if any(v > MAX_NETWORK_INPUT_PX for v in value):
+            raise ValueError(f"input_size_px must be at most {MAX_NETWORK_INPUT_PX} per side (the input tensor "
+                             f"grows with width × height), got {list(value)}")
         return value
 
 
@@ -141,6 +178,12 @@ class FaceStateSpec(ModelStageSpec):
                                 "(`\"mouth\": null`) until a model's mouth output follows its teacher on held-apart "
                                 "faces: face_state_v1 is a constant, face_state_v2 follows the trend (r ~0.7) but "
                                 "sees only ~1 in 6 open mouths (docs/face-state.md)")
+    # per-eye openness from the eye-crop model instead of the face-state network (docs/eye-state.md)
+    eye_model: str | None = Field(None, description="eye-state model on eye crops (catalogue name, file or path, "
+                                  "e.g. eye_state_v1): when set, eye openness comes from it instead of the "
+                                  "face-state network; null = the face-state network's own eye outputs")
+    eye_model_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$",
+                                         description="if set, the eye model file must have this sha256")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> FaceStateSpec:
@@ -156,7 +199,9 @@ class FatigueWindowSpec(StrictModel):
 
     window_s: float = Field(60.0, gt=0, le=600, description="feature window in seconds (PERCLOS is over 60 s, "
                             "Dinges & Grace 1998)")
-    bin_s: float = Field(0.05, gt=0, le=1, description="time-bin width of the ring buffer, seconds")
+    bin_s: float = Field(0.05, ge=0.005, le=1, description="time-bin width of the ring buffer, seconds "
+                         "(0.005..1: the ring holds window_s / bin_s bins, and a bin shorter than a camera frame "
+                         "at 200 fps only adds empty bins — 1e-9 would allocate 10^11)")
     closed_below: float = Field(0.2, gt=0, lt=1, description="openness (0..1) below which an eye counts as "
                                 "closed: 0.2 = at least 80 % closed, PERCLOS's P80 definition")
     microsleep_min_s: float = Field(0.5, gt=0, le=5, description="a closure at least this long (seconds) is a "
@@ -173,6 +218,14 @@ class FatigueWindowSpec(StrictModel):
                              "(seconds); longer is a head drop, not counted as a nod")
     nod_baseline_tau_s: float = Field(10.0, gt=0, le=600, description="time constant of the head-pitch "
                                       "baseline (seconds, exponential)")
+
+    @model_validator(mode="after")
+    def _bins_fit(self) -> FatigueWindowSpec:
+        bins = self.window_s / self.bin_s
+        if bins > MAX_WINDOW_BINS:
+            raise ValueError(f"window_s / bin_s = {bins:.0f} bins; at most {MAX_WINDOW_BINS} (the ring buffer "
+                             "holds one row per bin)")
+        return self
 
 
 class FatigueStageSpec(ModelStageSpec):
@@ -241,16 +294,15 @@ class PublishSpec(StrictModel):
                           description="one ZeroMQ PUB socket (ipc:// or tcp://) carrying driver_state and telemetry")
     send_hwm_msgs: int = Field(64, ge=1, le=100000, description="send high-water mark (messages); beyond it "
                                "messages are dropped and counted, never blocking the frame loop")
-    telemetry_interval_s: float = Field(1.0, gt=0, le=3600, description="seconds between telemetry messages")
+    telemetry_interval_s: float = Field(1.0, ge=0.1, le=3600, description="seconds between telemetry messages "
+                                        "(0.1..3600: faster would cost the frame loop a telemetry pass per frame)")
     curve: CurveSpec | None = Field(None, description="CURVE encryption + authentication; required for tcp:// "
                                     "endpoints other than loopback (127.0.0.1, [::1], localhost)")
 
     @field_validator("endpoint")
     @classmethod
     def _transport(cls, value: str) -> str:
-        if not (value.startswith(("ipc://", "tcp://"))):
-            raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
-        return value
+        return check_endpoint(value)
 
     @model_validator(mode="after")
     def _tcp_needs_curve(self) -> PublishSpec:
@@ -268,11 +320,14 @@ class BudgetSpec(StrictModel):
     A limit left null is not checked.
     """
 
-    latency_ms_max: float | None = Field(None, gt=0, description="per-frame total pipeline latency, ms, "
-                                         "checked on the p95 of the telemetry window")
-    fps_min: float | None = Field(None, gt=0, description="output frames per second over the telemetry interval")
-    power_w_max: float | None = Field(None, gt=0, description="measured power in watts (skipped when no probe)")
-    rss_mb_max: float | None = Field(None, gt=0, description="resident memory of the process, MiB")
+    latency_ms_max: float | None = Field(None, gt=0, le=60000, description="per-frame total pipeline latency, "
+                                         "ms, checked on the p95 of the telemetry window (at most a minute)")
+    fps_min: float | None = Field(None, gt=0, le=1000, description="output frames per second over the telemetry "
+                                  "interval (at most 1000: above any camera)")
+    power_w_max: float | None = Field(None, gt=0, le=10000, description="measured power in watts (skipped when "
+                                      "no probe; at most 10 kW)")
+    rss_mb_max: float | None = Field(None, gt=0, le=1048576, description="resident memory of the process, MiB "
+                                     "(at most 1 TiB)")
 
 
 class ServiceSpec(StrictModel):
@@ -282,6 +337,10 @@ class ServiceSpec(StrictModel):
                               "processing is slower than the camera the oldest is dropped (newest wins)")
     max_fps: float | None = Field(None, gt=0, le=240, description="process at most this many frames per second "
                                   "(frames in between are dropped and counted); null = as fast as frames come")
+    opencv_threads: int = Field(0, ge=0, le=64, description="OpenCV's worker threads for the per-frame resize and "
+                                "warps (cv2.setNumThreads, process-wide); 0 = on the calling thread: the crops are "
+                                "too small to split, and handing them to a pool costs more than it saves and "
+                                "waits on a busy core (docs/performance.md)")
 
 
 class RoadZoneSpec(StrictModel):
@@ -303,16 +362,15 @@ class SpeedSourceSpec(StrictModel):
 
     endpoint: str = Field("ipc:///tmp/ims-vehicle.sock", description="ZeroMQ endpoint the vehicle gateway "
                           "publishes on (ipc:// or tcp://); the service connects to it")
-    topic: str = Field("vehicle", min_length=1, description="ZeroMQ topic of the speed messages")
+    topic: str = Field("vehicle", min_length=1, max_length=255, description="ZeroMQ topic of the speed messages "
+                       "(1..255 characters: ZeroMQ subscriptions are byte prefixes)")
     stale_after_s: float = Field(1.0, gt=0, le=60, description="a speed older than this (seconds, by its t_ns "
                                  "against the frame's t_capture_ns, same monotonic clock) is unknown")
 
     @field_validator("endpoint")
     @classmethod
     def _transport(cls, value: str) -> str:
-        if not value.startswith(("ipc://", "tcp://")):
-            raise ValueError(f"endpoint must start with ipc:// or tcp://, got {value!r}")
-        return value
+        return check_endpoint(value)
 
 
 class PolicySpec(StrictModel):
@@ -328,9 +386,9 @@ class PolicySpec(StrictModel):
     distraction_min_speed_kmh: float = Field(10.0, ge=0, le=200, description="Euro NCAP distraction rules and "
                                              "driver_absent act at or above this speed (km/h; project default, "
                                              "unconfirmed from the protocol)")
-    addw_band_kmh: tuple[float, float] = Field((20.0, 50.0), description="ADDW low-speed band (km/h, EU "
-                                               "2023/2590): glance limit addw_low_limit_s inside, "
-                                               "addw_high_limit_s above it, inactive below")
+    addw_band_kmh: tuple[Annotated[float, Field(ge=0, le=400)], Annotated[float, Field(ge=0, le=400)]] = Field(
+        (20.0, 50.0), description="ADDW low-speed band (km/h, EU 2023/2590, each 0..400 like a vehicle speed): "
+        "glance limit addw_low_limit_s inside, addw_high_limit_s above it, inactive below")
     addw_low_limit_s: float = Field(6.0, gt=0, le=30, description="ADDW glance limit in the band (seconds)")
     addw_high_limit_s: float = Field(3.5, gt=0, le=30, description="ADDW glance limit above the band (seconds)")
     drowsiness_min_speed_kmh: float = Field(50.0, ge=0, le=200, description="drowsiness warns at or above this "
@@ -348,8 +406,9 @@ class PolicySpec(StrictModel):
                                            "a microsleep alert")
     clear_on_road_s: float = Field(2.0, ge=0, le=30, description="continuous on-road gaze (seconds) that clears "
                                    "a distraction alert")
-    escalation_s: tuple[float, ...] = Field((3.0, 6.0), description="alert level rises by one at each of these "
-                                            "times after its onset (seconds; level 1 → 2 → 3)")
+    escalation_s: Annotated[tuple[Annotated[float, Field(gt=0, le=600)], ...], Field(max_length=5)] = Field(
+        (3.0, 6.0), description="alert level rises by one at each of these times after its onset (seconds, "
+        "each 0..600; at most 5 steps: levels 1 → 2 → 3 are what an HMI shows)")
     face_lost_grace_s: float = Field(0.5, ge=0, le=5, description="losses of the face (or frame gaps) up to "
                                      "this long (seconds) hold the glance timers instead of resetting them")
     min_face_confidence: float = Field(0.5, ge=0, le=1, description="face/face-state confidence below this "
@@ -383,8 +442,9 @@ class Spec(StrictModel):
     """A deployment spec (schema version 1)."""
 
     schema_version: Literal[1] = Field(1, description="spec format version")
-    name: str = Field(description="short name shown in logs and telemetry")
-    description: str = ""
+    name: str = Field(min_length=1, max_length=100, description="short name shown in logs, telemetry and systemd's "
+                      "STATUS= line (1..100 characters)")
+    description: str = Field("", max_length=2000, description="free text for people (at most 2000 characters)")
     source: SourceSpec = Field(default_factory=SourceSpec)
     stages: StagesSpec = Field(default_factory=StagesSpec)
     publish: PublishSpec = Field(default_factory=PublishSpec)

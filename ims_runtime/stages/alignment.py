@@ -3,9 +3,9 @@
 The template is the widely used 112x112 five-point face template (eyes, nose, mouth corners in RetinaFace's order:
 image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner), made exactly
 left/right symmetric so that a horizontally flipped crop is again an aligned crop (the face-state network is
-trained with flips). The transform is the least-squares similarity (Umeyama 1991) over all five points: written
-out here (a dozen lines of numpy) because it is closed-form and deterministic, whereas
-``cv2.estimateAffinePartial2D`` runs RANSAC on five points and can drop some of them.
+trained with flips). The transform is the least-squares similarity over all five points (closed form in 2-D;
+the same as Umeyama 1991 without reflection): written out here (a few lines of numpy) because it is deterministic,
+whereas ``cv2.estimateAffinePartial2D`` runs RANSAC on five points and can drop some of them.
 
 Because the crop is de-rotated, angles the network predicts are in the *crop* frame; :func:`crop_to_image_angles`
 puts the rotation back (roll adds, the gaze direction turns about the optical axis). Head yaw and pitch are
@@ -44,22 +44,25 @@ def similarity_lstsq(src_xy: np.ndarray, dst_xy: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation, no reflection) mapping src → dst.
 
     ``src_xy``, ``dst_xy``: (N, 2) points, N ≥ 2. Returns the (2, 3) float64 matrix M with ``dst ≈ M @ [x, y, 1]``.
+
+    In 2-D the proper similarity is ``[[a, -b], [b, a]]`` plus a translation, linear in (a, b), so the least-squares
+    fit is closed-form (Umeyama's SVD solution with the reflection excluded gives the same matrix, to 1e-13,
+    at twice the cost — it runs every frame): on centred points ``a = Σ s·d / Σ|s|²`` and
+    ``b = Σ (s_x d_y − s_y d_x) / Σ|s|²``. A reflection cannot be expressed, so none is ever returned.
     """
     src = np.asarray(src_xy, dtype=np.float64)
     dst = np.asarray(dst_xy, dtype=np.float64)
     src_mean, dst_mean = src.mean(0), dst.mean(0)
     src_c, dst_c = src - src_mean, dst - dst_mean
-    cov = dst_c.T @ src_c / len(src)
-    u, s, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:  # a reflection would fit better: forbid it
-        d[1] = -1
-    rotation = u @ np.diag(d) @ vt
-    var_src = (src_c ** 2).sum() / len(src)
-    scale = float((s * d).sum() / var_src) if var_src > 0 else 1.0
+    var_src = float((src_c * src_c).sum())
+    if var_src > 0:
+        a = float((src_c * dst_c).sum()) / var_src
+        b = float((src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]).sum()) / var_src
+    else:  # all source points coincide: no rotation or scale can be read from them
+        a, b = 1.0, 0.0
     matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    matrix[0, 0], matrix[0, 1], matrix[1, 0], matrix[1, 1] = a, -b, b, a
+    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
     return matrix
 
 
@@ -83,8 +86,11 @@ def matrix_roll_deg(matrix: np.ndarray) -> float:
 
 
 def align_face(image_bgr: np.ndarray, landmarks_px: np.ndarray, crop_size_px: int = 112,
-               margin_px: int = 0) -> AlignedFace:
+               margin_px: int = 0, out: np.ndarray | None = None) -> AlignedFace:
     """Warp the face to the canonical template: one ``cv2.warpAffine`` to a (S+2m, S+2m) crop.
+
+    ``out``: a (S+2m, S+2m, 3) uint8 array to warp into (the stage reuses one: no per-frame allocation); the
+    returned ``crop_bgr`` is then ``out`` itself.
 
     Grey / NIR frames arrive as three equal channels (see :class:`ims_runtime.types.Frame`); a 2-D grey image is
     accepted too and replicated. Borders are replicated so that faces at the frame edge do not get black bars the
@@ -94,7 +100,10 @@ def align_face(image_bgr: np.ndarray, landmarks_px: np.ndarray, crop_size_px: in
         image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
     matrix = similarity_lstsq(landmarks_px, template_px(crop_size_px, margin_px))
     side = crop_size_px + 2 * margin_px
-    crop = cv2.warpAffine(image_bgr, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if out is not None and (out.shape != (side, side, 3) or out.dtype != np.uint8):
+        raise ValueError(f"out must be a ({side}, {side}, 3) uint8 array, got {out.shape} {out.dtype}")
+    crop = cv2.warpAffine(image_bgr, matrix, (side, side), dst=out, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
     scale = float(math.hypot(matrix[0, 0], matrix[1, 0]))
     return AlignedFace(crop_bgr=crop, matrix=matrix, roll_deg=matrix_roll_deg(matrix), scale=scale)
 

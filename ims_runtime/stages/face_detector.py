@@ -6,6 +6,7 @@ against priors computed once for the input size, score threshold, NMS, map back 
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +50,17 @@ class Letterboxer:
         self.input_wh_px = input_wh_px
         w, h = input_wh_px
         self._canvas = np.empty((h, w, 3), dtype=np.uint8)
+        self._canvas_f32 = np.empty((h, w, 3), dtype=np.float32)
         self._tensor = np.empty((1, 3, h, w), dtype=np.float32)
         self._mean_u8 = tuple(int(v) for v in MEAN_BGR)
+        self._mean_scalar = (*(float(v) for v in MEAN_BGR), 0.0)
 
     def _to_tensor(self) -> np.ndarray:
-        # HWC uint8 → CHW float32 minus mean, written into the preallocated tensor
-        np.subtract(self._canvas.transpose(2, 0, 1), MEAN_BGR[:, None, None], out=self._tensor[0],
-                    casting="unsafe")
+        # HWC uint8 → HWC float32 minus mean (OpenCV, into a preallocated buffer), then one same-type strided copy
+        # into the CHW tensor the backend has bound. A single numpy ufunc with the uint8 → float32 cast would
+        # allocate its ~32 KiB iteration buffer on every call; this path allocates nothing (as fast, measured).
+        cv2.subtract(self._canvas, self._mean_scalar, dst=self._canvas_f32, dtype=cv2.CV_32F)
+        np.copyto(self._tensor[0], self._canvas_f32.transpose(2, 0, 1))
         return self._tensor
 
     def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
@@ -168,6 +173,13 @@ class FaceDetector:
         #: how many frames ran the full-frame detector and how many only the crop (for telemetry and bench)
         self.full_detections = 0
         self.roi_detections = 0
+        #: background re-detections merged, how many of them the frame had to wait for, and the last wait (ms;
+        #: 0.0 when the merge found the result ready) — a frame must never wait on background work
+        self.background_merges = 0
+        #: what the last ``detect`` ran on the calling thread, in order: "tracked" (crop), "full" (whole frame)
+        self.last_runs: list[str] = []
+        self.merge_waits = 0
+        self.last_merge_wait_ms = 0.0
 
     @classmethod
     def from_spec(cls, spec: DetectorSpec, spec_dir: Path | None = None) -> FaceDetector:
@@ -222,6 +234,7 @@ class FaceDetector:
         self._tracked = None
 
     def detect(self, frame: Frame) -> Detections:
+        self.last_runs = []
         if self._pool is not None:
             return self._detect_with_background_redetect(frame)
         if self._tracked is not None and self._frames_since_full < self.tracking.redetect_every_n_frames:
@@ -249,7 +262,12 @@ class FaceDetector:
         if self._pending is not None:
             self._pending_age += 1
             if self._pending_age >= self.tracking.merge_after_frames:
+                ready = self._pending.done()
+                started_ns = time.perf_counter_ns()
                 faces, frame_wh = self._pending.result()
+                self.background_merges += 1
+                self.merge_waits += not ready
+                self.last_merge_wait_ms = 0.0 if ready else (time.perf_counter_ns() - started_ns) / 1e6
                 self._pending = None
                 self.driver.follow(self._tracked.box_xyxy_px if self._tracked is not None else None)
                 index = self.driver.choose(faces, frame_wh)
@@ -279,6 +297,7 @@ class FaceDetector:
 
     def _detect_full(self, frame: Frame) -> Detections:
         self.full_detections += 1
+        self.last_runs.append("full")
         tensor, mapping = self.letterbox(frame.image_bgr)
         faces = self._run(tensor, mapping, frame.size_wh_px)
         return Detections(faces=faces, driver_index=self.driver.choose(faces, frame.size_wh_px))
@@ -286,6 +305,7 @@ class FaceDetector:
     def _detect_in_roi(self, frame: Frame, previous: FaceDetection) -> FaceDetection | None:
         """Re-detect the driver in a crop around ``previous``; None when it is lost or scores too low."""
         self.roi_detections += 1
+        self.last_runs.append("tracked")
         side = self.tracking.roi_scale * max(previous.width_px, previous.height_px)
         tensor, mapping = self.roi_letterbox.crop(frame.image_bgr, previous.center_xy_px, side)
         faces = self._run(tensor, mapping, frame.size_wh_px)
@@ -320,10 +340,12 @@ class FaceDetector:
                               landmarks_px=points[i].astype(np.float32)) for i in order]
 
     def describe(self) -> dict[str, object]:
-        info = {**self.backend.describe(), "precision": self.spec.precision, "sha256": self.model_sha256,
+        info = {**self.backend.describe(), "precision": self.model.running_precision(self.spec.precision), "sha256": self.model_sha256,
                 "input_size_px": list(self.spec.input_size_px), "fallbacks": self.backend_skips}
         if self.tracking is not None:
             info["tracking"] = {"full_detections": self.full_detections, "roi_detections": self.roi_detections}
+            if self._pool is not None or self.background_merges:
+                info["tracking"].update(background_merges=self.background_merges, merge_waits=self.merge_waits)
         return info
 
     def close(self) -> None:

@@ -2,9 +2,10 @@
 
 align (5 landmarks → canonical 112x112 crop, one warpAffine) → the project's own face-state network
 (``models/face_state_v1.onnx``, distilled from MediaPipe FaceMesh and Intel OMZ teachers; see docs/face-state.md)
-→ angles back to the image frame → eyes-closed with hysteresis (per-driver state) → on-road against the policy's
-road zone (``policy.road_zone``, centred on the camera's mounting offset; the policy's own ``on_road`` decides, so
-there is one definition of the zone).
+→ angles back to the image frame → eye openness (from the eye-crop model ``stages/eye_state.py`` when the spec
+names one in ``eye_model``, else the face network's own output) → eyes-closed with hysteresis (per-driver state) →
+on-road against the policy's road zone (``policy.road_zone``, centred on the camera's mounting offset;
+``policy.road_zone.in_road_zone`` decides, so there is one definition of the zone).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ims_runtime.contract import FaceState
 from ims_runtime.policy.road_zone import in_road_zone
 from ims_runtime.spec.schema import FaceStateSpec, RoadZoneSpec
 from ims_runtime.stages.alignment import align_face, crop_to_image_angles
+from ims_runtime.stages.eye_state import EyeStateModel
 from ims_runtime.stages.model import ModelContract, OpenedModel, open_model
 from ims_runtime.types import FaceDetection, Frame
 
@@ -82,15 +85,19 @@ class FaceStateModel:
         names = [o.name for o in self.backend.outputs]
         self._order = [names.index(n) for n in OUTPUT_NAMES]
         mean = model.facts.input_mean_bgr or (self.DEFAULT_MEAN,) * 3
-        self._mean = np.asarray(mean, np.float32)[:, None, None]
+        self._mean_scalar = (*(float(v) for v in mean), 0.0)
         self._scale = np.float32(model.facts.input_scale or self.DEFAULT_SCALE)
+        self._crop_f32 = np.empty((crop_size_px, crop_size_px, 3), np.float32)
         self._tensor = np.empty((1, 3, crop_size_px, crop_size_px), np.float32)
 
     def preprocess(self, crop_bgr: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 BGR → the reused (1, 3, S, S) float32 input, ``(pixel - mean) * scale`` (the model's
-        own ``ims.input_normalisation``: ``(pixel - 127.5) / 127.5`` for the project's exports)."""
-        np.subtract(crop_bgr.transpose(2, 0, 1), self._mean, out=self._tensor[0], casting="unsafe")
-        self._tensor *= self._scale
+        own ``ims.input_normalisation``: ``(pixel - 127.5) / 127.5`` for the project's exports).
+
+        Two passes, no allocation: OpenCV subtracts the mean into a preallocated float32 HWC buffer, then one
+        numpy multiply writes it scaled and transposed into the CHW tensor the backend has bound."""
+        cv2.subtract(crop_bgr, self._mean_scalar, dst=self._crop_f32, dtype=cv2.CV_32F)
+        np.multiply(self._crop_f32.transpose(2, 0, 1), self._scale, out=self._tensor[0])
         return self._tensor
 
     def predict(self, crop_bgr: np.ndarray) -> CropPrediction:
@@ -108,11 +115,16 @@ class FaceStateStage:
 
     name = "face_state"
 
-    def __init__(self, spec: FaceStateSpec, model: OpenedModel, road_zone: RoadZoneSpec | None = None) -> None:
+    def __init__(self, spec: FaceStateSpec, model: OpenedModel, road_zone: RoadZoneSpec | None = None,
+                 eye_model: EyeStateModel | None = None) -> None:
         self.spec = spec
+        # when set, eye openness comes from the eye-crop model (stages/eye_state.py), not the face network
+        self.eye_model = eye_model
         self.road_zone = road_zone or RoadZoneSpec()
         self.model = FaceStateModel(model, spec.crop_size_px)
         self.eyes = EyeClosure(spec.eye_closed_below, spec.eye_open_above)
+        # the aligned crop is warped into this buffer every frame (no per-frame allocation)
+        self._crop = np.empty((spec.crop_size_px, spec.crop_size_px, 3), np.uint8)
 
     @classmethod
     def from_spec(cls, spec: FaceStateSpec, spec_dir: Path | None = None,
@@ -120,19 +132,28 @@ class FaceStateStage:
         """``road_zone``: the spec's ``policy.road_zone`` (default zone when the policy is off)."""
         model = open_model(spec.model, spec.sha256, list(spec.backends), cls.name, FaceStateModel.CONTRACT,
                            spec_dir)
+        eye_model = None
         try:
-            return cls(spec, model, road_zone)
+            if spec.eye_model:  # on the same backend chain as the face-state network
+                eye_model = EyeStateModel.open(spec.eye_model, spec.eye_model_sha256, list(spec.backends),
+                                               spec_dir)
+            return cls(spec, model, road_zone, eye_model)
         except BaseException:
             model.backend.close()
+            if eye_model is not None:
+                eye_model.close()
             raise
 
     @property
     def backend_skips(self) -> list[dict[str, object]]:
-        return self.model.model.backend_skips
+        eye_skips = self.eye_model.model.backend_skips if self.eye_model is not None else []
+        return self.model.model.backend_skips + eye_skips
 
     def warmup(self, runs: int = 3) -> None:
         s = self.spec.crop_size_px
         self.model.backend.warmup({self.model._input_name: np.zeros((1, 3, s, s), np.float32)}, runs)
+        if self.eye_model is not None:
+            self.eye_model.warmup(runs)
 
     def reset(self) -> None:
         self.eyes.reset()
@@ -142,11 +163,13 @@ class FaceStateStage:
         if face is None:
             self.reset()
             return None
-        aligned = align_face(frame.image_bgr, face.landmarks_px, self.spec.crop_size_px)
+        aligned = align_face(frame.image_bgr, face.landmarks_px, self.spec.crop_size_px, out=self._crop)
         pred = self.model.predict(aligned.crop_bgr)
         (g_pitch, g_yaw), (h_yaw, h_pitch, h_roll) = crop_to_image_angles(
             pred.gaze_pitch_yaw_rad, pred.head_yaw_pitch_roll_deg, aligned.roll_deg)
         left, right = pred.eye_open_left_right
+        if self.eye_model is not None:  # the eye-crop model sees closures the face network misses (issue 13)
+            left, right = self.eye_model.predict(frame.image_bgr, face.landmarks_px)
         return FaceState(gaze_pitch_rad=g_pitch, gaze_yaw_rad=g_yaw,
                          on_road=in_road_zone(self.road_zone, g_pitch, g_yaw, h_yaw, h_pitch),
                          head_yaw_deg=h_yaw, head_pitch_deg=h_pitch, head_roll_deg=h_roll,
@@ -156,8 +179,14 @@ class FaceStateStage:
                          reliable=pred.confidence >= self.spec.min_confidence)
 
     def describe(self) -> dict[str, object]:
-        return {**self.model.backend.describe(), "precision": self.spec.precision, "sha256": self.model.model.sha256,
-                "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
+        model = self.model.model
+        described = {**self.model.backend.describe(), "precision": model.running_precision(self.spec.precision),
+                     "sha256": model.sha256, "crop_size_px": self.spec.crop_size_px, "fallbacks": self.backend_skips}
+        if self.eye_model is not None:
+            described["eye_model"] = {**self.eye_model.backend.describe(), "sha256": self.eye_model.model.sha256}
+        return described
 
     def close(self) -> None:
         self.model.backend.close()
+        if self.eye_model is not None:
+            self.eye_model.close()

@@ -47,9 +47,10 @@ def rule_based_kss(features: FatigueFeatures) -> float | None:
     return kss
 
 
-def classifier_input(eye_bins: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``(n_bins, 2)`` eye bins + ``(n_bins,)`` valid → the network's ``(1, 3, n_bins)`` float32 input."""
-    x = np.empty((1, 3, eye_bins.shape[0]), dtype=np.float32)
+def classifier_input(eye_bins: np.ndarray, valid: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``(n_bins, 2)`` eye bins + ``(n_bins,)`` valid → the network's ``(1, 3, n_bins)`` float32 input (written
+    into ``out`` when given: the stage reuses one buffer, which the backend binds once)."""
+    x = np.empty((1, 3, eye_bins.shape[0]), dtype=np.float32) if out is None else out
     x[0, 0:2] = eye_bins.T
     x[0, 2] = valid
     return x
@@ -82,6 +83,7 @@ class FatigueClassifier:
                                            "window the model was trained with, or retrain (`ims-opt train "
                                            "fatigue`)", self.CONTRACT.spec_field)
         self._input_name = self.backend.inputs[0].name
+        self._input = np.empty((1, 3, self.n_bins), np.float32)  # reused every call (bound once by ort_cpu)
         names = [o.name for o in self.backend.outputs]
         self._kss, self._logits = names.index("kss"), names.index("level_logits")
 
@@ -100,7 +102,7 @@ class FatigueClassifier:
     def estimate(self, eye_bins: np.ndarray, valid: np.ndarray) -> ModelEstimate:
         if eye_bins.shape[0] != self.n_bins:
             raise ValueError(f"expected {self.n_bins} bins, got {eye_bins.shape[0]}")
-        outs = self.backend.run({self._input_name: classifier_input(eye_bins, valid)})
+        outs = self.backend.run({self._input_name: classifier_input(eye_bins, valid, self._input)})
         kss, logits = outs[self._kss], outs[self._logits]
         z = logits[0].astype(np.float64)
         probs = np.exp(z - z.max())
@@ -164,8 +166,9 @@ class FatigueStage:
     def describe(self) -> dict[str, object]:
         if self.classifier is None:
             return {"backend": None, "estimator": "rules", "precision": None}
-        return {**self.classifier.backend.describe(), "precision": self.spec.precision,
-                "sha256": self.classifier.model.sha256, "fallbacks": self.backend_skips}
+        model = self.classifier.model
+        return {**self.classifier.backend.describe(), "precision": model.running_precision(self.spec.precision),
+                "sha256": model.sha256, "fallbacks": self.backend_skips}
 
     def close(self) -> None:
         if self.classifier is not None:

@@ -31,6 +31,8 @@ class ModelFacts:
     input_mean_bgr: tuple[float, float, float] | None
     #: pixels are multiplied by this after the mean is subtracted (1 / std), or None
     input_scale: float | None
+    #: the precision the file's weights are stored in (``ims.precision``: fp32, int8, …), or None
+    precision: str | None = None
 
     @classmethod
     def from_backend(cls, backend: Backend) -> ModelFacts:
@@ -47,7 +49,8 @@ class ModelFacts:
         elif (match := _NORMALISATION.match(meta.get("ims.input_normalisation", ""))) is not None:
             mean = (float(match.group(1)),) * 3
             scale = 1.0 / float(match.group(2))
-        return cls(family=meta.get("ims.model_family"), input_wh_px=wh, input_mean_bgr=mean, input_scale=scale)
+        return cls(family=meta.get("ims.model_family"), input_wh_px=wh, input_mean_bgr=mean, input_scale=scale,
+                   precision=meta.get("ims.precision"))
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,12 @@ class OpenedModel:
     def from_backend(cls, backend: Backend, sha256: str = "") -> OpenedModel:
         """Wrap a backend opened elsewhere (tools and tests that open one backend directly)."""
         return cls(backend, backend.model_path, sha256, ModelFacts.from_backend(backend))
+
+    def running_precision(self, spec_precision: str) -> str | None:
+        """The precision the stage really runs at: the spec's when its first backend opened (e.g. an FP16
+        TensorRT engine built from an FP32 file), else the file's own (``ims.precision``) — a fallback backend
+        runs the file as it is. None when a fallback runs a file that does not say."""
+        return spec_precision if not self.backend_skips else self.facts.precision
 
     def contract_error(self, problem: str, spec_field: str) -> errors.IMSError:
         return errors.IMSError(errors.MODEL_CONTRACT, f"{self.path}: {problem}",

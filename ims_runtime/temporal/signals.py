@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ims_runtime import inputs
+
 
 @dataclass(frozen=True)
 class FrameSignals:
@@ -39,27 +41,30 @@ class FrameSignals:
     camera_blocked: bool | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FrameSignals:
-        """Build from a policy-replay JSON object; unknown keys are rejected so typos do not pass silently."""
+    def from_dict(cls, data: Any) -> FrameSignals:
+        """Build from a policy-replay JSON object, through the one input boundary (:mod:`ims_runtime.inputs`):
+        unknown keys are rejected so typos do not pass silently; booleans must be JSON booleans (``"false"`` is
+        not false); numbers must be finite JSON numbers in the field's range (:data:`RANGES`); ``null`` means
+        not measured. Raises :class:`~ims_runtime.inputs.InputRejected` (a ValueError) naming the field."""
+        if not isinstance(data, dict):
+            raise inputs.InputRejected("wrong_type", f"expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
-            raise ValueError(f"unknown signal field(s) {unknown}; known: {sorted(known)}")
+            raise inputs.InputRejected("wrong_type", f"unknown signal field(s) {unknown}; known: {sorted(known)}")
         if "t_ns" not in data or "face_present" not in data:
-            raise ValueError("each line needs t_ns and face_present")
+            raise inputs.InputRejected("missing_field", "each line needs t_ns and face_present")
         values: dict[str, Any] = {}
         for name, value in data.items():
-            if value is None:
+            if value is None and name not in ("t_ns", "face_present"):
                 continue
             if name == "t_ns":
-                values[name] = int(value)
-            elif name in ("face_present", "on_road", "camera_blocked"):
-                values[name] = bool(value)
+                values[name] = inputs.timestamp_ns(value)
+            elif name in BOOLEANS:
+                values[name] = inputs.strict_bool(value, name)
             else:
-                number = float(value)
-                if not math.isfinite(number):
-                    continue  # NaN / inf = not measured
-                values[name] = number
+                low, high = RANGES[name]
+                values[name] = inputs.finite_number(value, name, low, high)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,3 +77,14 @@ class FrameSignals:
             return None
         eyes = [v for v in (self.left_open, self.right_open) if v is not None]
         return sum(eyes) / len(eyes) if eyes else None
+
+
+#: fields that are JSON booleans
+BOOLEANS = ("face_present", "on_road", "camera_blocked")
+#: physical range of each numeric field (inclusive); a value outside is a broken recording, not a measurement
+RANGES: dict[str, tuple[float, float]] = {
+    "gaze_pitch_rad": (-math.pi, math.pi), "gaze_yaw_rad": (-math.pi, math.pi),
+    "head_yaw_deg": (-180.0, 180.0), "head_pitch_deg": (-180.0, 180.0),
+    "left_open": (0.0, 1.0), "right_open": (0.0, 1.0), "mouth_open": (0.0, 1.0),
+    "speed_kmh": (0.0, inputs.SPEED_KMH_MAX), "face_confidence": (0.0, 1.0),
+}

@@ -16,7 +16,7 @@ import numpy as np
 
 from ims_runtime import errors, paths
 from ims_runtime.toolchain.calibration import fixed_rate_frames, letterboxed_tensors
-from ims_runtime.toolchain.evaluate import agreement_with_reference, wider_scores
+from ims_runtime.toolchain.evaluate import agreement_with_reference, wider_scores, wider_split
 from ims_runtime.toolchain.recipe import VariantSpec
 from ims_runtime.toolchain.run_context import RunContext
 from ims_runtime.toolchain.shared_data import shared_dir
@@ -107,8 +107,10 @@ class DetectorAdapter(ModelAdapter):
             self._agreement_frames = [image for _, _, image in fixed_rate_frames(run.agreement)]
         result: dict[str, Any] = {}
         if ev.wider:
+            # with a split, the quoted accuracy (and the within-limit verdict) comes from the report part only:
+            # images no decision (the mixed-precision search) ever saw
             result["wider"] = wider_scores(model, run.recipe.input_size_px, shared_dir() / "data" / ev.wider,
-                                           ev.min_height_px, ev.operating_threshold)
+                                           ev.min_height_px, ev.operating_threshold, wider_split(ev), "report")
         result["agreement"] = agreement_with_reference(model, reference, self._agreement_frames,
                                                        run.recipe.input_size_px, ev.operating_threshold)
         return result

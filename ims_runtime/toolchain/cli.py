@@ -103,6 +103,7 @@ BUILDERS = {
         argparse.Namespace(weights=None, out=None, input_size=None)),
     "retinaface_mnet025_int8": lambda: build_recipe_variant("detector", "int8_deploy", "retinaface_mnet025_int8"),
     "face_state_v1_int8": lambda: build_recipe_variant("face-state-opt", "int8_minmax", "face_state_v1_int8"),
+    "face_state_v1_int8_qnn": lambda: build_recipe_variant("face-state-opt", "qnn_w8a8", "face_state_v1_int8_qnn"),
     "retinaface_mnet025_fp32_640x384": lambda: cmd_export_retinaface(
         argparse.Namespace(weights=None, out=None, input_size=(640, 384))),
     "retinaface_mnet025_int8_qnn_320x192": lambda: cmd_quantize_qnn_retinaface(
@@ -184,6 +185,18 @@ def cmd_eval_face_state(args: argparse.Namespace) -> int:
     return eval_face_state(args)
 
 
+def cmd_train_eye_state(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.eye_state.cli import train_eye_state
+
+    return train_eye_state(args)
+
+
+def cmd_eval_eye_state(args: argparse.Namespace) -> int:
+    from ims_runtime.toolchain.eye_state.cli import eval_eye_state
+
+    return eval_eye_state(args)
+
+
 def cmd_eval_blinks(args: argparse.Namespace) -> int:
     from ims_runtime.toolchain.face_state.cli import eval_blinks
 
@@ -230,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--epochs", type=int, help="override the recipe's epoch count (quick checks)")
     fs.add_argument("--out-dir", help="override the recipe's output folder")
     fs.set_defaults(func=cmd_train_face_state)
+    es = train_sub.add_parser("eye-state", help="the eye-state network on eye crops, distilled from the OMZ "
+                              "open-closed-eye and MediaPipe Iris teachers")
+    es.add_argument("--recipe", default="deploy/recipes/eye-state.yaml", help="training recipe (YAML)")
+    es.add_argument("--epochs", type=int, help="override the recipe's epoch count (quick checks)")
+    es.add_argument("--out-dir", help="override the recipe's output folder (default models/)")
+    es.set_defaults(func=cmd_train_eye_state)
 
     build = sub.add_parser("build", help="build catalogue artefacts that are missing (idempotent)")
     build.add_argument("names", nargs="*", help="catalogue names (default: all buildable)")
@@ -291,6 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="--crops: also time the stage per face against the detector per frame (ORT CPU, 1 thread)")
     fse.add_argument("--grey", action="store_true", help="--crops: evaluate on grey copies of the held-apart crops")
     fse.set_defaults(func=cmd_eval_face_state)
+    ese = eval_sub.add_parser("eye-state", help="eye state on labelled eye patches (CEW layout): closed/open recall "
+                              "and balanced accuracy of a constant, the teachers and the model")
+    ese.add_argument("--cew", help="folder with closedLeftEyes, closedRightEyes, openLeftEyes, openRightEyes "
+                     "(default: $IMS_SHARED_DIR/data/cew)")
+    ese.add_argument("--json", help="write every figure to this JSON file")
+    ese.add_argument("--model", default="eye_state_v1", help="eye-state model: catalogue name or .onnx path "
+                     "(default eye_state_v1)")
+    ese.add_argument("--every", type=int, default=1, help="use every Nth patch of each folder (quick checks)")
+    ese.add_argument("--benchmark", action="store_true", help="also time the eye stage per face against the "
+                     "face-state stage (ORT CPU, 1 thread, same frames)")
+    ese.add_argument("--clip", help="clip for --benchmark (default: $IMS_SHARED_DIR/data/videos/video04.mp4)")
+    ese.add_argument("--frames", type=int, default=60, help="frames for --benchmark (default 60)")
+    ese.set_defaults(func=cmd_eval_eye_state)
     bl = eval_sub.add_parser(
         "blinks", help="a replay's eyes.closed / openness vs blink ground truth (episodes, false/min, recalls)",
         description="Scores the published eyes.closed, openness below --threshold, an always-open baseline and "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ims_runtime.eval.data_split import HashSplit, Part
 from ims_runtime.eval.detector_eval import SCORE_FLOOR, evaluate, parse_gt
 from ims_runtime.spec.schema import DetectorSpec
 from ims_runtime.stages._retinaface_decode import iou_xyxy
@@ -29,15 +30,26 @@ def detector_for(model: Path, input_wh_px: tuple[int, int], score_threshold: flo
 
 
 def wider_scores(model: Path, input_wh_px: tuple[int, int], wider_dir: Path, min_height_px: float = 16.0,
-                 operating_threshold: float = 0.6) -> dict[str, object]:
+                 operating_threshold: float = 0.6, split: HashSplit | None = None,
+                 part: Part | None = None) -> dict[str, object]:
+    """Recall at ``operating_threshold`` and AP on the WIDER folder, or only on ``part`` of ``split``."""
+    gt = parse_gt(wider_dir / "gt.txt")
+    if split is not None and part is not None:
+        gt = split.select(gt, part, lambda item: item.path)
     detector = detector_for(model, input_wh_px, SCORE_FLOOR, max_faces=1000)
     try:
-        scores = evaluate(detector, wider_dir / "images", parse_gt(wider_dir / "gt.txt"), min_height_px,
-                          operating_threshold)
+        scores = evaluate(detector, wider_dir / "images", gt, min_height_px, operating_threshold)
     finally:
         detector.close()
     return {"recall": scores.recall_at_threshold, "ap": scores.average_precision,
-            "recall_by_subset": scores.recall_by_subset, "faces_counted": scores.faces_counted}
+            "recall_by_subset": scores.recall_by_subset, "faces_counted": scores.faces_counted,
+            "images": scores.images, "part": part if split is not None and part is not None else "all"}
+
+
+def wider_split(evaluation: object) -> HashSplit | None:
+    """The recipe's ``evaluation.wider_split`` as a :class:`HashSplit` (None when the recipe has none)."""
+    spec = getattr(evaluation, "wider_split", None)
+    return None if spec is None else HashSplit(spec.search_share, spec.salt)
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 import onnx
 import torch
 
-from ims_runtime.paths import sha256_file
 from ims_runtime.atomic import atomic_write_bytes
+from ims_runtime.paths import sha256_file
 
 OPSET = 17
 

@@ -14,7 +14,7 @@
   as FP16 and cast back to float32 by ONNX Runtime once, at session load (compute stays float32).
 
 Determinism: calibration data come in a fixed order and ORT's calibrators are deterministic, so the same recipe and
-data give byte-identical quantisation parameters (``tests/test_quantize.py`` checks this).
+data give byte-identical quantisation parameters (``tests/toolchain/test_quantize.py`` checks this).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from ims_runtime.atomic import atomic_write_bytes
 from ims_runtime.toolchain.calibration import TensorCalibrationReader
 from ims_runtime.toolchain.export import set_metadata
-from ims_runtime.atomic import atomic_write_bytes
 
 CalibrationName = Literal["minmax", "entropy", "percentile"]
 CALIBRATION_METHODS: dict[str, CalibrationMethod] = {

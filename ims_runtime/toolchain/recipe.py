@@ -22,8 +22,21 @@ class CalibrationSpec(StrictModel):
     every_s: float = Field(0.5, gt=0, description="one frame every this many seconds of each clip")
 
 
+class WiderSplitSpec(StrictModel):
+    """How the WIDER images are divided between decisions and the report (``ims_runtime/eval/data_split.py``)."""
+
+    search_share: float = Field(0.5, gt=0, lt=1, description="fraction of images (by a sha256 of the file name) "
+                                "the accuracy-aware search may decide on; the rest is only reported")
+    salt: str = Field("ims-wider-split-v1", min_length=1, description="names the split; another salt draws "
+                      "another, independent split")
+
+
 class EvaluationSpec(StrictModel):
     wider: str | None = Field("widerface_val_subset", description="WIDER-style folder under $IMS_SHARED_DIR/data")
+    wider_split: WiderSplitSpec | None = Field(
+        None, description="divide WIDER into a search part (what the mixed-precision search decides on) and a "
+        "report part (every variant's quoted accuracy and its within-limit verdict); without it the search "
+        "decides on the images the report quotes")
     agreement_clips: list[str] = Field(description="held-apart clips for agreement with FP32 (never calibrated on)")
     every_s: float = Field(0.5, gt=0, description="one frame every this many seconds of each agreement clip")
     min_height_px: float = Field(16.0, ge=0, description="WIDER faces shorter than this (px) are ignored")

@@ -9,44 +9,45 @@ import pytest
 import zmq
 
 from ims_runtime import errors
-from ims_runtime.policy.speed import SpeedSeries, SpeedSubscriber
+from ims_runtime.pipeline.vehicle_speed import SpeedSeries, SpeedSubscriber
 
 NS = 1_000_000_000
 
 
 @pytest.fixture
-def gateway(tmp_path):
-    endpoint = f"ipc://{tmp_path}/vehicle.sock"
-    socket = zmq.Context.instance().socket(zmq.PUB)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.bind(endpoint)
-    yield endpoint, socket
-    socket.close(linger=0)
+def gateway(vehicle_gateway):
+    return vehicle_gateway
 
 
-def _wait_for(sub: SpeedSubscriber, pub: zmq.Socket, t_ns: int, message: list[bytes]) -> float | None:
-    """Publish until the subscription is live (slow joiner), then return what the subscriber reads."""
+def _speed(speed_kmh, t_ns, topic=b"vehicle"):
+    return [topic, json.dumps({"speed_kmh": speed_kmh, "t_ns": t_ns}).encode()]
+
+
+def _wait_for(sub: SpeedSubscriber, pub: zmq.Socket, speed_kmh: float) -> tuple[float | None, int]:
+    """Publish (stamped now) until the subscription is live (slow joiner); return what the subscriber reads at
+    the message's own time, and that time."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        pub.send_multipart(message)
+        t_ns = time.monotonic_ns()
+        pub.send_multipart(_speed(speed_kmh, t_ns))
         time.sleep(0.02)
         value = sub.speed_at(t_ns)
         if value is not None:
-            return value
-    return None
+            return value, t_ns
+    return None, 0
 
 
 def test_subscriber_reads_the_newest_speed_and_treats_old_speed_as_unknown(gateway):
     endpoint, pub = gateway
     sub = SpeedSubscriber(endpoint, "vehicle", stale_after_s=1.0)
     try:
-        msg = [b"vehicle", json.dumps({"speed_kmh": 87.5, "t_ns": 10 * NS}).encode()]
-        assert _wait_for(sub, pub, 10 * NS + NS // 2, msg) == 87.5
-        pub.send_multipart([b"vehicle", json.dumps({"speed_kmh": 40.0, "t_ns": 11 * NS}).encode()])
-        pub.send_multipart([b"vehicle", json.dumps({"speed_kmh": 99.0, "t_ns": 9 * NS}).encode()])  # older
+        assert _wait_for(sub, pub, 87.5)[0] == 87.5
+        t1 = time.monotonic_ns()
+        pub.send_multipart(_speed(40.0, t1))
+        pub.send_multipart(_speed(99.0, t1 - NS // 2))  # older than the one before: ignored
         time.sleep(0.1)
-        assert sub.speed_at(11 * NS + NS // 2) == 40.0
-        assert sub.speed_at(12 * NS + NS // 2) is None  # 1.5 s old: stale
+        assert sub.speed_at(t1 + NS // 2) == 40.0
+        assert sub.speed_at(t1 + 3 * NS // 2) is None  # 1.5 s old: stale
     finally:
         sub.close()
 
@@ -55,14 +56,14 @@ def test_subscriber_ignores_other_topics_and_counts_malformed_messages(gateway):
     endpoint, pub = gateway
     sub = SpeedSubscriber(endpoint, "vehicle", stale_after_s=1.0)
     try:
-        good = [b"vehicle", json.dumps({"speed_kmh": 12.0, "t_ns": NS}).encode()]
-        assert _wait_for(sub, pub, NS, good) == 12.0
-        pub.send_multipart([b"vehicle_other", json.dumps({"speed_kmh": 50.0, "t_ns": 2 * NS}).encode()])
+        _, t0 = _wait_for(sub, pub, 12.0)
+        pub.send_multipart(_speed(50.0, t0 + 2, topic=b"vehicle_other"))
         pub.send_multipart([b"vehicle", b"not json"])
-        pub.send(b"vehicle " + json.dumps({"speed_kmh": 20.0, "t_ns": NS + 1}).encode())  # one-frame form
+        pub.send(b"vehicle " + json.dumps({"speed_kmh": 20.0, "t_ns": t0 + 1}).encode())  # one-frame form
         time.sleep(0.1)
-        assert sub.speed_at(NS + 2) == 20.0
-        assert sub.malformed >= 2  # the prefix-matching other topic and the broken body
+        assert sub.speed_at(t0 + 2) == 20.0
+        # the prefix-matching other topic and the broken body
+        assert sub.rejected["wrong_topic"] == 1 and sub.rejected["malformed"] == 1
     finally:
         sub.close()
 

@@ -27,6 +27,7 @@ from ims_runtime import paths
 from ims_runtime.spec.schema import DetectorSpec
 from ims_runtime.stages.alignment import align_face
 from ims_runtime.stages.face_detector import FaceDetector
+from ims_runtime.toolchain.npz_table import NpzTable
 from ims_runtime.types import Frame
 
 CACHE_FORMAT = 1
@@ -68,7 +69,7 @@ class DataRecipe:
 
 
 @dataclass
-class LabelledFaces:
+class LabelledFaces(NpzTable):
     """Arrays, one row per face. ``crops`` (N, S+2m, S+2m, 3) uint8 BGR wide aligned crops; ``labels`` (N, 9)
     teacher labels in the image frame (see ``teachers.LABEL_FIELDS``); ``roll_deg`` (N,) the alignment's
     de-rotation; ``clip`` (N,) source name; ``frame`` (N,) frame index; ``split`` (N,) 'train' or 'val'."""
@@ -81,20 +82,6 @@ class LabelledFaces:
     split: np.ndarray
     box_xyxy_px: np.ndarray
     landmarks_px: np.ndarray
-
-    @classmethod
-    def load(cls, path: Path) -> LabelledFaces:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **{k: getattr(self, k) for k in self.__dataclass_fields__})
-        tmp.replace(path)
-
-    def subset(self, mask: np.ndarray) -> LabelledFaces:
-        return LabelledFaces(**{k: getattr(self, k)[mask] for k in self.__dataclass_fields__})
 
 
 class _FaceRows:

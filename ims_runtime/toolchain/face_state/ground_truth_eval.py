@@ -15,7 +15,6 @@ exists and against the teachers where it does not, always on data the model was 
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ims_runtime.pipeline.factory import build_pipeline
+from ims_runtime.spec import load_spec
 from ims_runtime.toolchain.face_state import blink_eval
 from ims_runtime.toolchain.face_state.blink_truth import load_truth
 from ims_runtime.toolchain.face_state.replay_track import ReplayTrack, load_replay
@@ -32,12 +33,10 @@ Log = Callable[[str], None]
 
 def replay_clip(spec_path: Path, clip: Path, out_jsonl: Path) -> ReplayTrack:
     """Run ``clip`` through the spec's pipeline (as ``ims-runtime replay`` does) into ``out_jsonl``."""
-    from ims_runtime.commands._common import load
-    from ims_runtime.pipeline.factory import build_pipeline
     from ims_runtime.pipeline.sources import open_source
     from ims_runtime.replay.runner import run_replay
 
-    loaded = load(argparse.Namespace(spec=str(spec_path), set=[]))
+    loaded = load_spec(spec_path)
     source = open_source(loaded.spec.source, str(clip), loop=False)
     pipeline = build_pipeline(loaded)
     try:
@@ -102,12 +101,9 @@ def pose_gaze_figures(track: ReplayTrack, reference: np.ndarray) -> dict:
 
 def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log) -> dict:
     """Every image of ``folder`` (faces with closed eyes) through the spec's pipeline, state reset per image."""
-    from ims_runtime import messages
-    from ims_runtime.commands._common import load
-    from ims_runtime.pipeline.factory import build_pipeline
     from ims_runtime.types import Frame
 
-    loaded = load(argparse.Namespace(spec=str(spec_path), set=[]))
+    loaded = load_spec(spec_path)
     threshold = loaded.spec.stages.face_state.eye_closed_below
     pipeline = build_pipeline(loaded)
     images = sorted(folder.glob("*.jpg"))[:limit]
@@ -119,12 +115,11 @@ def cew_closed_faces(spec_path: Path, folder: Path, limit: int | None, log: Log)
             if image is None:
                 continue
             pipeline.reset()
-            # the pipeline returns a DriverState; the encoded message is what a consumer reads
-            eyes = messages.encode_driver_state(pipeline.process(Frame(0, 0, image))).get("eyes")
-            if eyes:
+            state = pipeline.process(Frame(0, 0, image)).face_state
+            if state is not None:
                 found += 1
-                closed += bool(eyes["closed"])
-                openness.append((eyes["left_open"] + eyes["right_open"]) / 2)
+                closed += state.eyes_closed
+                openness.append((state.left_eye_open + state.right_eye_open) / 2)
                 below += openness[-1] < threshold
             if n % 200 == 0:
                 log(f"  cew_faces_closed: {n}/{len(images)} images")

@@ -20,6 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ims_runtime.toolchain import torch_stats
+from ims_runtime.toolchain.torch_stats import count_params  # noqa: F401  (re-exported)
+
 OUTPUT_NAMES = ["gaze_pitch_yaw_rad", "head_yaw_pitch_roll_deg", "eye_open_left_right", "mouth_open", "confidence"]
 #: the network predicts head angles divided by this (keeps the raw outputs near unit scale)
 HEAD_SCALE_DEG = 45.0
@@ -69,30 +72,6 @@ class FaceStateExport(nn.Module):
                 torch.sigmoid(raw[:, 8:9]))
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def count_macs(model: nn.Module, input_size_px: int) -> int:
-    """Multiply-accumulates of one forward pass at (1, 3, S, S): convolutions and linear layers (the rest is
-    negligible). Counted with forward hooks rather than a profiler package, to keep the toolchain's dependencies
-    small."""
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-            total += output.numel() * k
-        elif isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, 3, input_size_px, input_size_px))
-    model.train(was_training)
-    for h in handles:
-        h.remove()
-    return total
+    """Multiply-accumulates of one forward pass at (1, 3, S, S) (see ``toolchain/torch_stats.py``)."""
+    return torch_stats.count_macs(model, (1, 3, input_size_px, input_size_px))

@@ -11,7 +11,7 @@
 
 Conventions are converted here, once, to the project's (docs/architecture.md): yaw > 0 toward the image's right,
 pitch > 0 up, roll > 0 clockwise in the image. Intel's pitch is positive *down* and is negated; its yaw and roll
-already match (pinned by ``tests/test_face_state_teachers.py`` on a real face and its mirror).
+already match (pinned by ``tests/toolchain/test_face_state_training.py::test_teachers_follow_the_project_sign_convention`` on a real face and its mirror).
 
 This module is toolchain-only (``teachers`` extra); the runtime never imports it.
 """

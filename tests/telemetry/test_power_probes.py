@@ -19,7 +19,7 @@ from ims_runtime.telemetry.power import (
 )
 from ims_runtime.telemetry.thermal import thermal_zones_c
 
-SYSFS = Path(__file__).parent / "data" / "sysfs"
+SYSFS = Path(__file__).resolve().parents[1] / "data" / "sysfs"
 
 
 def test_jetson_jetpack6_ina3221_hwmon_reports_vdd_in_as_the_board_power():

@@ -96,3 +96,28 @@ def test_crop_and_image_frames_are_inverse(roll):
     g, h = crop_to_image_angles(*image_to_crop_angles(gaze, head, roll), roll)
     assert g == pytest.approx(gaze, abs=1e-9) and h == pytest.approx(head, abs=1e-9)
     assert crop_to_image_angles(gaze, head, roll)[1][2] == pytest.approx(head[2] + roll)
+
+
+def test_closed_form_similarity_equals_umeyamas_svd_solution_without_reflection():
+    """The closed form replaced an SVD (Umeyama 1991, reflection excluded): both are the least-squares proper
+    similarity, so they must agree on arbitrary, noisy point sets (including ones a reflection would fit better)."""
+    def umeyama(src, dst):
+        src_mean, dst_mean = src.mean(0), dst.mean(0)
+        src_c, dst_c = src - src_mean, dst - dst_mean
+        u, s, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
+        d = np.ones(2)
+        if np.linalg.det(u) * np.linalg.det(vt) < 0:
+            d[1] = -1
+        rotation = u @ np.diag(d) @ vt
+        scale = (s * d).sum() / ((src_c ** 2).sum() / len(src))
+        m = np.empty((2, 3))
+        m[:, :2] = scale * rotation
+        m[:, 2] = dst_mean - scale * rotation @ src_mean
+        return m
+
+    rng = np.random.default_rng(3)
+    for i in range(500):
+        src = rng.normal(size=(5, 2)) * rng.uniform(1, 100) + rng.uniform(-500, 500, 2)
+        dst = rng.normal(size=(5, 2)) * 40 if i % 2 else _apply(_similarity(rng.uniform(-60, 60), 1.3, 5, 9), src)
+        dst = dst + rng.normal(size=(5, 2))
+        assert np.allclose(similarity_lstsq(src, dst), umeyama(src, dst), rtol=1e-9, atol=1e-9)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ims_runtime.messages import encode_driver_state
 from ims_runtime.pipeline.pipeline import Pipeline
 from ims_runtime.pipeline.sources import open_source
-from ims_runtime.policy.speed import ConstantSpeed
+from ims_runtime.pipeline.vehicle_speed import ConstantSpeed
 
 
 def test_replayed_clip_fills_the_monitor_fields(dev_spec, clip):

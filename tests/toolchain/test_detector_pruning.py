@@ -103,7 +103,7 @@ def test_a_short_distillation_moves_the_pruned_network_towards_the_teacher(prune
 def test_pruned_detector_base_is_in_the_recipe_and_stamped_by_its_spec():
     from ims_runtime.toolchain.recipe import load_recipe
 
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "deploy" / "recipes" / "detector.yaml")
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "deploy" / "recipes" / "detector.yaml")
     base = recipe.bases["pruned30"]
     assert base.prune_ratio > 0 and base.distill_steps > 0
     assert {v.name for v in recipe.variants if v.base == "pruned30"} >= {"pruned30_fp32", "pruned30_int8"}

@@ -14,12 +14,12 @@ from ims_runtime import catalog, errors, paths
 from ims_runtime.backends import open_chain
 from ims_runtime.backends.ort_cpu import OrtCpuConfig
 from ims_runtime.spec.schema import FatigueStageSpec, FatigueWindowSpec
-from ims_runtime.stages.model import OpenedModel
 from ims_runtime.stages.fatigue import FatigueClassifier, level_for_kss, rule_based_kss
+from ims_runtime.stages.model import OpenedModel
 from ims_runtime.temporal.features import TemporalFeatures
 from ims_runtime.toolchain.fatigue.generator import GeneratorConfig, generate, sample_kss
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_estimate_rises_with_perclos(classifier):
 
 
 def test_runtime_path_does_not_import_torch_or_the_toolchain():
-    code = ("import sys, ims_runtime.pipeline.monitor, ims_runtime.commands.policy_replay, ims_runtime.policy.speed; "
+    code = ("import sys, ims_runtime.pipeline.monitor, ims_runtime.commands.policy_replay, "
+            "ims_runtime.pipeline.vehicle_speed; "
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('ims_runtime.toolchain')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

@@ -21,7 +21,7 @@ from ims_runtime.backends.ort_cpu import OrtCpuConfig
 from ims_runtime.backends.tensorrt import TensorRtBackend, TensorRtConfig, engine_key
 from ims_runtime.spec.loader import load_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 GPU = {"gpu": "Orin", "compute_capability": "8.7"}
 

@@ -47,7 +47,7 @@ def test_parse_gt_names_the_line_of_a_format_error(tmp_path):
     path.write_text("a.jpg\n2\n1 2 3 4 0 0 0 easy\n")
     with pytest.raises(errors.IMSError) as info:
         parse_gt(path)
-    assert "line 1" in info.value.message
+    assert "gt.txt:4:" in info.value.message and "lists 2 faces" in info.value.message
 
 
 def test_eval_detector_on_the_real_wider_subset(tmp_path, dev_spec_path, detector_model):

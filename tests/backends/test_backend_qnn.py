@@ -254,11 +254,15 @@ def test_model_htp_cannot_place_is_refused_and_the_chain_falls_back(tmp_path: Pa
 @pytest.mark.slow
 def test_replay_with_the_qcs8255_spec_runs_on_htp_and_matches_the_cpu_int8_run(int8_model: Path,
                                                                               tmp_path: Path) -> None:
-    """The issue's acceptance run, shortened to 3 frames: `replay --spec deploy/specs/qcs8255-qnn.yaml CLIP`."""
+    """The issue's acceptance run, shortened to 3 frames: `replay --spec deploy/specs/qcs8255-qnn.yaml CLIP`
+    (the detector's part; the whole pipeline is tests/deploy/test_vehicle_specs.py)."""
+    from ims_runtime import catalog
+
     clip = shared("data", "videos", "video02.mp4")
     env = {"IMS_CACHE_DIR": str(tmp_path / "cache")}
     common = ["--spec", str(SPECS / "qcs8255-qnn.yaml"), str(clip), "--max-frames", "3",
-              "--set", f"stages.face_detector.model={int8_model}"]
+              "--set", f"stages.face_detector.model={int8_model}",
+              "--set", f"stages.face_state.model={catalog.resolve('face_state_v1_int8_qnn')}"]
     htp = cli("replay", *common, "--out", str(tmp_path / "htp.jsonl"), env=env)
     assert htp.returncode == 0, htp.stderr[-2000:]
     # replay logs at warning level: a qnn_htp that did not open would log backend_fallback, a mixed session

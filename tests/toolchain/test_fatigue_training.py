@@ -15,7 +15,7 @@ from ims_runtime.stages.fatigue import FatigueClassifier
 from ims_runtime.toolchain.cli import main as ims_opt
 from ims_runtime.toolchain.fatigue.generator import GeneratorConfig, generate
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _recipe(tmp_path: Path, **extra) -> Path:
