@@ -16,7 +16,7 @@ calibrated or trained on) through qcs8255-qnn.yaml and through the same spec wit
   quantisation steps (as tests/backends/test_backend_qnn.py documents) and the face-state stage aligns its crop on them,
   so the crop moves and the angles follow. Per frame: driver box IoU >= 0.85, score within 0.1, landmarks within
   16 px (4 px of the 320x192 detector input at scale 0.25), gaze and head-pose angles within 10 and 12 deg, mean
-  over the frames within 6 and 8 deg, eye openness and mouth within 0.1, the same fatigue level. For scale,
+  over the frames within 6 and 8 deg, eye openness within 0.1, the same fatigue level (mouth: null). For scale,
   measured on the first 10 frames of video04: HTP vs CPU reached 12.9 px, gaze 6.8 deg, head 9.2 deg — the
   same size as swapping the CPU detector between INT8 and FP32 with everything else equal (14.1 px, 8.3 deg,
   10.6 deg). In a few frames the fatigue window (>= 20 s of eye data) is not yet filled, so both runs report the
@@ -40,8 +40,9 @@ from ims_runtime.spec.schema import FaceStateSpec
 QNN_SPEC = SPECS / "qcs8255-qnn.yaml"
 TRT_SPEC = SPECS / "jetson-orin-trt.yaml"
 MODEL_STAGES = ("face_detector", "face_state", "fatigue")
-#: what every driver_state line must carry for a driver-monitoring HMI
-REQUIRED_PARTS = ("face", "gaze", "head_pose", "eyes", "mouth", "fatigue", "distraction", "availability")
+#: what every driver_state line must carry for a driver-monitoring HMI (`mouth` is null: no face-state model's
+#: mouth output is validated, `stages.face_state.publish_mouth` is off by default; docs/face-state.md)
+REQUIRED_PARTS = ("face", "gaze", "head_pose", "eyes", "fatigue", "distraction", "availability")
 CPU_ONLY = '[{"type": "ort_cpu", "threads": 1}]'
 REPLAY_FRAMES = 5
 
@@ -126,6 +127,7 @@ def test_jetson_spec_without_tensorrt_falls_back_per_stage_and_says_so(tmp_path:
     assert len(lines) == 3
     for line in lines:
         assert all(line[part] is not None for part in REQUIRED_PARTS), line
+        assert line["mouth"] is None
         assert {s: b["backend"] for s, b in line["stage_backends"].items()} == dict.fromkeys(MODEL_STAGES, "ort_cpu")
         assert {f"{s}_backend_fallback" for s in MODEL_STAGES} <= set(line["degraded"])
         # the fallback runs the FP32 files as they are: the spec's fp16 (a TensorRT engine) is not what runs;
@@ -240,7 +242,6 @@ def test_face_state_on_the_htp_matches_the_cpu_on_the_same_crops(qnn_replays) ->
         (h_gaze, h_head), (c_gaze, c_head) = _angles_deg(h), _angles_deg(c)
         assert np.abs(h_gaze - c_gaze).max() <= 2.5 and np.abs(h_head - c_head).max() <= 2.5, (h, c)
         assert np.abs(_eyes(h) - _eyes(c)).max() <= 0.02
-        assert abs(h["mouth"]["open"] - c["mouth"]["open"]) <= 0.02
 
 
 @needs_qnn
@@ -262,7 +263,7 @@ def test_whole_pipeline_on_the_htp_agrees_with_the_cpu_per_frame(qnn_replays) ->
         gaze_diffs.append(np.abs(h_gaze - c_gaze).max())
         head_diffs.append(np.abs(h_head - c_head).max())
         assert gaze_diffs[-1] <= 10.0 and head_diffs[-1] <= 12.0, (frame, gaze_diffs[-1], head_diffs[-1])
-        assert np.abs(_eyes(h) - _eyes(c)).max() <= 0.1 and abs(h["mouth"]["open"] - c["mouth"]["open"]) <= 0.1
+        assert np.abs(_eyes(h) - _eyes(c)).max() <= 0.1
         assert h["fatigue"]["level"] == c["fatigue"]["level"], frame
     assert float(np.mean(gaze_diffs)) <= 6.0 and float(np.mean(head_diffs)) <= 8.0, (gaze_diffs, head_diffs)
 
