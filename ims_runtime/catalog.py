@@ -113,6 +113,16 @@ add(Artefact(
 ))
 
 add(Artefact(
+    name="face_state_v2_int8_qnn",
+    filename="face_state_v2_int8_qnn.onnx",
+    description="face-state v2, INT8 QDQ for Qualcomm HTP (ONNX Runtime's QNN recipe: u8 activations, s8 "
+                "per-channel weights), calibrated on detector-aligned face crops of video00-02; static 1x3x112x112 "
+                "(deploy/recipes/face-state-v2-opt.yaml, variant qnn_w8a8)",
+    build_command=("ims-opt", "build", "face_state_v2_int8_qnn"),
+    inputs=("retinaface/mobilenet0.25_Final.pth",),
+))
+
+add(Artefact(
     name="face_state_v1_int8_qnn",
     filename="face_state_v1_int8_qnn.onnx",
     description="the face-state network, INT8 QDQ for Qualcomm HTP (ONNX Runtime's QNN recipe: u8 activations, s8 "

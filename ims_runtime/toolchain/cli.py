@@ -104,6 +104,7 @@ BUILDERS = {
     "retinaface_mnet025_int8": lambda: build_recipe_variant("detector", "int8_deploy", "retinaface_mnet025_int8"),
     "face_state_v1_int8": lambda: build_recipe_variant("face-state-opt", "int8_minmax", "face_state_v1_int8"),
     "face_state_v1_int8_qnn": lambda: build_recipe_variant("face-state-opt", "qnn_w8a8", "face_state_v1_int8_qnn"),
+    "face_state_v2_int8_qnn": lambda: build_recipe_variant("face-state-v2-opt", "qnn_w8a8", "face_state_v2_int8_qnn"),
     "retinaface_mnet025_fp32_640x384": lambda: cmd_export_retinaface(
         argparse.Namespace(weights=None, out=None, input_size=(640, 384))),
     "retinaface_mnet025_int8_qnn_320x192": lambda: cmd_quantize_qnn_retinaface(

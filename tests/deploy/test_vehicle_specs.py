@@ -7,9 +7,11 @@ calibrated or trained on) through qcs8255-qnn.yaml and through the same spec wit
 ``ort_cpu`` — the same model files — and compare per frame. Two kinds of agreement, with their tolerances:
 
 * **Per stage, on identical inputs** (the detector on the CPU in both runs, so both face-state runs see the same
-  aligned crop): face-state angles within 2.5 deg and eye openness within 0.02. HTP and the CPU EP requantise
+  aligned crop): face-state angles within 2.5 deg and eye openness within 0.03. HTP and the CPU EP requantise
   with different rounding, so a QDQ output may land one output quantisation step apart (head pose: 1.83 deg per
-  step; measured on 10 frames: 0 or one step, gaze at most 2.03 deg, openness 0.008). The fatigue network (FP16 on
+  step; measured on 10 frames with v1: 0 or one step, gaze at most 2.03 deg, openness 0.008; with v2 openness
+  0.020). 0.03 openness is a fifth of the eyes-closed hysteresis band (0.4 - 0.25), so it cannot flip the
+  decision on its own. The fatigue network (FP16 on
   the HTP vs FP32 on the CPU) on 200 held-apart generated windows: KSS within 0.05 (measured max 0.009 over 800),
   and a level may differ only for a KSS within 0.05 of a level boundary.
 * **End to end** (every stage on the HTP vs every stage on the CPU): the detector's landmarks differ by a few
@@ -95,10 +97,10 @@ def test_models_lists_each_spec_and_builds_what_the_specs_name(tmp_path: Path) -
 
     named = spec_models([QNN_SPEC])
     assert [(m.stage, m.ref) for m in named] == [("face_detector", "retinaface_mnet025_int8_qnn_320x192"),
-                                                  ("face_state", "face_state_v1_int8_qnn"),
+                                                  ("face_state", "face_state_v2_int8_qnn"),
                                                   ("fatigue", "fatigue_tcn")]
     # the committed fatigue network is not built; the two QNN artefacts are
-    assert buildable_names(named) == ["retinaface_mnet025_int8_qnn_320x192", "face_state_v1_int8_qnn"]
+    assert buildable_names(named) == ["retinaface_mnet025_int8_qnn_320x192", "face_state_v2_int8_qnn"]
     every_spec = spec_models(sorted(DEFAULT_SPEC_DIR.glob("*.yaml")))
     for item in every_spec:  # everything a shipped spec names is either built by `models build` or committed
         artefact = catalog.lookup(item.ref)
@@ -112,7 +114,7 @@ def test_models_lists_each_spec_and_builds_what_the_specs_name(tmp_path: Path) -
     start = lines.index("qcs8255-qnn.yaml")
     assert lines[start + 1].split()[:3] == ["face_detector", "MISSING", "retinaface_mnet025_int8_qnn_320x192"]
     assert "ims-runtime models build" in lines[start + 1]
-    assert lines[start + 2].split()[:3] == ["face_state", "MISSING", "face_state_v1_int8_qnn"]
+    assert lines[start + 2].split()[:3] == ["face_state", "MISSING", "face_state_v2_int8_qnn"]
     assert lines[start + 3].split()[:3] == ["fatigue", "ok", "fatigue_tcn"]
 
 
@@ -167,7 +169,7 @@ def qnn_replays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[lis
     folder = tmp_path_factory.mktemp("qcs8255")
     cache = folder / "cache"
     cache.mkdir()
-    for ref in ("retinaface_mnet025_int8_qnn_320x192", "face_state_v1_int8_qnn"):  # same files, fresh contexts
+    for ref in ("retinaface_mnet025_int8_qnn_320x192", "face_state_v2_int8_qnn"):  # same files, fresh contexts
         (cache / catalog.CATALOG[ref].filename).symlink_to(catalog.resolve(ref))
     env = {"IMS_CACHE_DIR": str(cache)}
     cpu_sets = [f"stages.{s}.backends={CPU_ONLY}" for s in MODEL_STAGES] + ["stages.fatigue.precision=fp32"]
@@ -241,7 +243,7 @@ def test_face_state_on_the_htp_matches_the_cpu_on_the_same_crops(qnn_replays) ->
         assert h["face"]["landmarks_px"] == c["face"]["landmarks_px"]  # identical crops
         (h_gaze, h_head), (c_gaze, c_head) = _angles_deg(h), _angles_deg(c)
         assert np.abs(h_gaze - c_gaze).max() <= 2.5 and np.abs(h_head - c_head).max() <= 2.5, (h, c)
-        assert np.abs(_eyes(h) - _eyes(c)).max() <= 0.02
+        assert np.abs(_eyes(h) - _eyes(c)).max() <= 0.03
 
 
 @needs_qnn
