@@ -17,6 +17,7 @@ from typing import Protocol
 import cv2
 
 from ims_runtime.contract import DriverState, FaceObservation, FaceState, StageBackend
+from ims_runtime.messages import OPTIONAL_FIELDS
 from ims_runtime.pipeline.monitor import DriverMonitor
 from ims_runtime.spec import Spec
 from ims_runtime.stages.camera_check import CameraBlockedCheck
@@ -26,7 +27,7 @@ from ims_runtime.temporal.signals import FrameSignals
 from ims_runtime.types import Detections, Frame
 
 #: the optional parts of the pipeline, as ``stages_off`` names them (``policy`` is the spec's top-level section)
-OPTIONAL_PARTS = ("face_state", "fatigue", "policy")
+OPTIONAL_PARTS = tuple(OPTIONAL_FIELDS)
 
 
 class SpeedProvider(Protocol):
@@ -62,15 +63,14 @@ def frame_signals(frame: Frame, face: FaceObservation, state: FaceState | None =
                   camera_blocked: bool | None = None) -> FrameSignals:
     """What the temporal stage and the policy get from this frame. An unreliable face state (low network
     confidence) provides nothing, so the temporal stage sees missing data rather than bad data."""
-    signals = FrameSignals(t_ns=frame.t_capture_ns, face_present=face.present, face_confidence=face.score,
-                           camera_blocked=camera_blocked)
-    if state is None or not state.reliable:
-        return signals
-    return FrameSignals(
-        t_ns=signals.t_ns, face_present=signals.face_present, face_confidence=signals.face_confidence,
-        camera_blocked=camera_blocked, gaze_pitch_rad=state.gaze_pitch_rad, gaze_yaw_rad=state.gaze_yaw_rad,
-        on_road=state.on_road, head_yaw_deg=state.head_yaw_deg, head_pitch_deg=state.head_pitch_deg,
-        left_open=state.left_eye_open, right_open=state.right_eye_open, mouth_open=state.mouth_open)
+    measured: dict[str, object] = {}
+    if state is not None and state.reliable:
+        measured = {"gaze_pitch_rad": state.gaze_pitch_rad, "gaze_yaw_rad": state.gaze_yaw_rad,
+                    "on_road": state.on_road, "head_yaw_deg": state.head_yaw_deg,
+                    "head_pitch_deg": state.head_pitch_deg, "left_open": state.left_eye_open,
+                    "right_open": state.right_eye_open, "mouth_open": state.mouth_open}
+    return FrameSignals(t_ns=frame.t_capture_ns, face_present=face.present, face_confidence=face.score,
+                        camera_blocked=camera_blocked, **measured)
 
 
 class Pipeline:
@@ -97,16 +97,18 @@ class Pipeline:
         self.camera_check = CameraBlockedCheck(check) if check is not None else None
         self.stages_off = tuple(part for part in OPTIONAL_PARTS
                                 if getattr(spec.stages, part, getattr(spec, part, None)) is None)
+        fatigue = self.monitor.fatigue
+        #: the stages that run a model, in data-flow order (the fatigue stage only with its network); fixed once
+        #: the backends are open
+        self.model_stages: list[ModelStage] = [
+            s for s in (self.detector, self.face_state, fatigue if fatigue and fatigue.classifier else None)
+            if s is not None]
+        #: backends are chosen at construction, so the fallback part of ``degraded`` is too
+        self._fallbacks = tuple(f"{stage.name}_backend_fallback" for stage in self.model_stages
+                                if stage.backend_skips)
         #: which backend and precision each model stage actually runs on (after fallbacks), in every message
         self.stage_backends = {name: StageBackend(info.get("backend"), info.get("precision"))  # type: ignore[arg-type]
                                for name, info in self.describe().items()}
-
-    @property
-    def model_stages(self) -> list[ModelStage]:
-        """The stages that run a model, in data-flow order (the fatigue stage only with its network)."""
-        fatigue = self.monitor.fatigue if self.monitor is not None else None
-        fatigue = fatigue if fatigue is not None and fatigue.classifier is not None else None
-        return [s for s in (self.detector, self.face_state, fatigue) if s is not None]
 
     def warmup(self, runs: int = 3) -> None:
         for stage in self.model_stages:
@@ -114,12 +116,9 @@ class Pipeline:
 
     def reset(self) -> None:
         """Forget per-driver state (tracking, temporal history) before a new or restarted source."""
-        for stage in self.model_stages:
-            stage.reset()
-        if self.camera_check is not None:
-            self.camera_check.reset()
-        if self.monitor is not None:
-            self.monitor.reset()
+        for stage in (self.detector, self.face_state, self.camera_check, self.monitor):  # the monitor resets fatigue
+            if stage is not None:
+                stage.reset()
 
     def process(self, frame: Frame) -> DriverState:
         """One frame → its :class:`DriverState`, with the latency of each stage in ms."""
@@ -154,7 +153,7 @@ class Pipeline:
 
     def _degraded(self, blocked: bool | None, state: FaceState | None, speed_kmh: float | None) -> tuple[str, ...]:
         """Why this frame's result is less trustworthy (an open list, docs/messages.md)."""
-        reasons = [f"{stage.name}_backend_fallback" for stage in self.model_stages if stage.backend_skips]
+        reasons = list(self._fallbacks)
         if blocked:
             reasons.append("camera_blocked")
         if state is not None and not state.reliable:
